@@ -1,0 +1,2 @@
+//! Codec benchmark: filled in by the codec issue.
+fn main() {}

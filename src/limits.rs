@@ -1,0 +1,1 @@
+//! Every default limit, named, with the reason for its value.
