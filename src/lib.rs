@@ -11,9 +11,11 @@
 //! | `config`   | mosquitto.conf parsing, CLI flags, the resolved settings         | yes  |
 //! | `router`   | subscription trie, shared-subscription groups, retained store    | yes  |
 //! | `session`  | the per-client state machine: events in, actions out             | yes  |
+//! | `broker`   | one shard's logic: sessions + router + mesh protocol, pure           | yes  |
 //! | `mesh`     | cross-shard queues, batches, bounded backlog                     | no   |
 //! | `shard`    | glommio executors, listeners, connections, timers                | no   |
 
+pub mod broker;
 pub mod config;
 pub mod limits;
 pub mod mesh;
