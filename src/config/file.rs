@@ -288,8 +288,8 @@ impl FileConfig {
                         ))
                     }
                 };
-                if port_text == "0" {
-                    return Err(line.unsupported()); // Port 0 names a unix socket.
+                if port_text == "0" && bind.is_some() {
+                    return Err(line.unsupported()); // Port 0 and a path: a unix socket.
                 }
                 let port = parse_port(line, port_text)?;
                 let ips = match bind {
