@@ -506,3 +506,23 @@ fn log_type_directives() {
         "off,culex_subscribe=off,culex_unsubscribe=off,culex_websockets=off"
     );
 }
+
+#[test]
+fn every_option_in_the_example_file_is_accepted() {
+    let example = include_str!("../../culex.conf.example");
+    // Uncomment each example option line ('#name value'), keep prose comments ('# ...').
+    let options: Vec<&str> = example
+        .lines()
+        .filter_map(|line| line.strip_prefix('#'))
+        .filter(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()))
+        .collect();
+    assert!(options.len() >= 40, "only {} options found", options.len());
+    // `listener 1883` twice would repeat a listener, so each line is checked on its own.
+    for option in &options {
+        let text = format!("listener 9999 127.0.0.9\n{option}\n");
+        Settings::from_str(&text, "culex.conf.example")
+            .unwrap_or_else(|err| panic!("example option {option:?}: {err}"));
+    }
+    // And the example as shipped (all commented) is local-only mode.
+    assert_eq!(load(example).listeners, loopback(1883));
+}
