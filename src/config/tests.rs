@@ -526,3 +526,31 @@ fn every_option_in_the_example_file_is_accepted() {
     // And the example as shipped (all commented) is local-only mode.
     assert_eq!(load(example).listeners, loopback(1883));
 }
+
+/// Mosquitto 2.0.11, checked by running it: a `max_connections` limit before any
+/// `listener` line opens the default listener (1883, every interface); -1 does not, nor
+/// does one after a `listener`.
+#[test]
+fn max_connections_before_a_listener_opens_the_default_listener() {
+    let settings = load("max_connections 100\n");
+    assert_eq!(settings.listeners, any(1883));
+    assert!(!settings.allow_anonymous);
+    assert_eq!(settings.limits.max_connections, 100);
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+
+    let settings = load("max_connections 100\nlistener 1995 127.0.0.1\n");
+    assert_eq!(
+        settings.listeners,
+        [any(1883), vec![v4([127, 0, 0, 1], 1995)]].concat()
+    );
+
+    let settings = load("max_connections 100\nport 1990\n");
+    assert_eq!(settings.listeners, any(1990));
+
+    let settings = load("listener 1995 127.0.0.1\nmax_connections 5\n");
+    assert_eq!(settings.listeners, vec![v4([127, 0, 0, 1], 1995)]);
+
+    let settings = load("max_connections -1\n");
+    assert_eq!(settings.listeners, loopback(1883));
+    assert!(settings.allow_anonymous);
+}
