@@ -168,11 +168,10 @@ impl Packet {
             Packet::Connect(connect) => connect.write(sink),
             Packet::ConnAck(connack) => connack.write(version, sink),
             Packet::Publish(publish) => {
-                // Not reached from `encode`, which takes the direct path; kept total.
-                let mut buf = BytesMut::new();
+                // `encode` takes the direct path; this serves `encoded_len`-style counting.
                 let overrides = PublishOverrides::unchanged(publish);
-                match publish.encode_with(version, &overrides, &mut buf) {
-                    Ok(()) => sink.put_slice(&buf),
+                match publish.properties_len(version, &overrides) {
+                    Ok(props_len) => publish.write_body(version, &overrides, props_len, sink),
                     Err(error) => sink.fail(error),
                 }
             }

@@ -160,26 +160,37 @@ impl Publish {
         }
         buf.put_u8(first_byte);
         buf.put_varint(body_len as u32);
+        self.write_body(version, overrides, props_len, buf);
+        Ok(())
+    }
+
+    /// Everything after the fixed header, given the already computed property length.
+    pub(crate) fn write_body<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        overrides: &PublishOverrides<'_>,
+        props_len: usize,
+        sink: &mut S,
+    ) {
         let topic: &[u8] = if overrides.omit_topic {
             &[]
         } else {
             self.topic.as_str().as_bytes()
         };
-        buf.put_prefixed("topic name", topic);
+        sink.put_prefixed("topic name", topic);
         if let Some(packet_id) = overrides.packet_id {
-            buf.put_u16(packet_id.get());
+            sink.put_u16(packet_id.get());
         }
         if version.is_v5() {
-            buf.put_varint(props_len as u32);
+            sink.put_varint(props_len as u32);
             write_publish_properties(
                 &self.properties,
                 overrides.topic_alias,
                 overrides.subscription_identifiers,
-                buf,
+                sink,
             );
         }
-        buf.put_slice(&self.payload);
-        Ok(())
+        sink.put_slice(&self.payload);
     }
 
     /// The exact number of bytes `encode_with` appends.
@@ -193,7 +204,7 @@ impl Publish {
         1 + varint_len(body_len) + body_len
     }
 
-    fn properties_len(
+    pub(crate) fn properties_len(
         &self,
         version: ProtocolVersion,
         overrides: &PublishOverrides<'_>,
