@@ -67,6 +67,7 @@ fn required_flags(packet_type: u8) -> u8 {
     }
 }
 
+#[inline]
 fn decode_body(
     first_byte: u8,
     body: Bytes,

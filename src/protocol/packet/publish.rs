@@ -94,6 +94,7 @@ impl<'a> PublishOverrides<'a> {
 }
 
 impl Publish {
+    #[inline]
     pub(crate) fn decode(
         flags: u8,
         body: Bytes,
