@@ -251,6 +251,13 @@ impl Sink for Counter {
     }
     #[inline]
     fn put_varint(&mut self, value: u32) {
+        // Above four 7-bit groups the value has no wire form (a subscription identifier
+        // set too high by a caller, say); refuse rather than write five bytes.
+        if value as usize > super::frame::MAX_REMAINING_LENGTH {
+            self.fail(EncodeError::FieldTooLong {
+                field: "variable byte integer",
+            });
+        }
         self.len += varint_len(value as usize);
     }
     fn fail(&mut self, error: EncodeError) {
