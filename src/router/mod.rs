@@ -8,12 +8,12 @@
 //! - [`retained`]: this shard's partition of the retained messages, indexed by topic level.
 
 pub mod placement;
-
+pub mod retained;
 pub mod shared;
 pub mod trie;
 
 pub use placement::{home_shard, retained_owner};
-
+pub use retained::{RetainedFull, RetainedMessage, RetainedStore};
 pub use trie::{
     Matches, SharedMatch, SharedTarget, SubscribeOutcome, SubscriptionEntry, SubscriptionTrie,
     UnsubscribeOutcome,
