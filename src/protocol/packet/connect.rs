@@ -230,3 +230,123 @@ impl ConnAck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codec::test_support::{assert_encodes_to, decode_one, round_trip};
+    use crate::protocol::{DecodeError, Packet};
+    use std::num::NonZeroU16;
+
+    fn connect_of(packet: Packet) -> Connect {
+        match packet {
+            Packet::Connect(connect) => *connect,
+            other => panic!("expected CONNECT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn v311_connect_with_credentials() {
+        let frame = [
+            0x10, 0x16, // CONNECT, remaining length 22
+            0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name
+            0x04, // level 4: MQTT 3.1.1
+            0xC2, // user name, password, clean session
+            0x00, 0x3C, // keep alive 60 s
+            0x00, 0x03, b'c', b'i', b'd', // client id "cid"
+            0x00, 0x01, b'u', // user name "u"
+            0x00, 0x02, b'p', b'w', // password "pw"
+        ];
+        let connect = connect_of(round_trip(&frame, ProtocolVersion::V3_1_1));
+        assert_eq!(connect.protocol_version, ProtocolVersion::V3_1_1);
+        assert!(connect.clean_start);
+        assert_eq!(connect.keep_alive_s, 60);
+        assert_eq!(connect.client_id.as_str(), "cid");
+        assert_eq!(connect.user_name.as_deref(), Some("u"));
+        assert_eq!(connect.password.as_deref(), Some(&b"pw"[..]));
+        assert!(connect.will.is_none());
+    }
+
+    #[test]
+    fn v5_connect_with_will_and_properties() {
+        let frame = [
+            0x10, 0x1F, // CONNECT, remaining length 31
+            0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name
+            0x05, // level 5
+            0x2E, // will retain, will QoS 1, will flag, clean start
+            0x00, 0x0A, // keep alive 10 s
+            0x05, 0x11, 0x00, 0x00, 0x00, 0x3C, // properties: session expiry 60 s
+            0x00, 0x01, b'a', // client id "a"
+            0x02, 0x01, 0x01, // will properties: payload format indicator 1
+            0x00, 0x03, b'w', b'/', b't', // will topic "w/t"
+            0x00, 0x02, b'h', b'i', // will payload "hi"
+        ];
+        let connect = connect_of(round_trip(&frame, ProtocolVersion::V5));
+        assert_eq!(connect.properties.session_expiry_interval_s, Some(60));
+        let will = connect.will.expect("will flag set");
+        assert_eq!(will.topic.as_str(), "w/t");
+        assert_eq!(will.qos, QoS::AtLeastOnce);
+        assert!(will.retain);
+        assert_eq!(will.properties.payload_format_indicator, Some(true));
+        assert_eq!(&will.payload[..], b"hi");
+    }
+
+    #[test]
+    fn v31_connect_with_empty_client_id() {
+        let frame = [
+            0x10, 0x0E, // CONNECT, remaining length 14
+            0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', // protocol name
+            0x03, // level 3: MQTT 3.1
+            0x00, // no flags
+            0x00, 0x00, // keep alive off
+            0x00, 0x00, // client id ""
+        ];
+        let connect = connect_of(round_trip(&frame, ProtocolVersion::V3_1));
+        assert_eq!(connect.protocol_version, ProtocolVersion::V3_1);
+        assert!(connect.client_id.is_empty());
+    }
+
+    #[test]
+    fn unsupported_level_is_reported_before_the_rest_is_parsed() {
+        let frame = [
+            0x10, 0x08, // CONNECT, remaining length 8
+            0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name
+            0x06, // level 6: unknown
+            0xFF, // flags that would be invalid in any version
+        ];
+        let error = decode_one(&frame, None).expect_err("level 6 is refused");
+        assert_eq!(error, DecodeError::UnsupportedProtocolVersion(6));
+        assert_eq!(error.reason_code(), ReasonCode::UnsupportedProtocolVersion);
+    }
+
+    #[test]
+    fn connack_v3_and_v5() {
+        // CONNACK, session present, accepted.
+        let packet = round_trip(&[0x20, 0x02, 0x01, 0x00], ProtocolVersion::V3_1_1);
+        assert_eq!(
+            packet,
+            Packet::ConnAck(ConnAck {
+                session_present: true,
+                reason_code: ReasonCode::Success,
+                properties: ConnAckProperties::default(),
+            })
+        );
+        let frame = [
+            0x20, 0x06, // CONNACK, remaining length 6
+            0x00, // no session
+            0x86, // bad user name or password
+            0x03, 0x21, 0x00, 0x0A, // properties: receive maximum 10
+        ];
+        let Packet::ConnAck(connack) = round_trip(&frame, ProtocolVersion::V5) else {
+            panic!("expected CONNACK");
+        };
+        assert_eq!(connack.reason_code, ReasonCode::BadUserNameOrPassword);
+        assert_eq!(connack.properties.receive_maximum, NonZeroU16::new(10));
+        // The same refusal spelled for 3.1.1: return code 4, no properties.
+        assert_encodes_to(
+            &Packet::ConnAck(connack),
+            ProtocolVersion::V3_1_1,
+            &[0x20, 0x02, 0x00, 0x04],
+        );
+    }
+}

@@ -107,3 +107,51 @@ impl Auth {
         write_properties(properties, sink);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codec::test_support::{assert_encodes_to, round_trip};
+    use crate::protocol::Packet;
+
+    #[test]
+    fn disconnect_forms() {
+        assert_eq!(
+            round_trip(&[0xE0, 0x00], ProtocolVersion::V3_1_1),
+            Packet::Disconnect(Disconnect::new(ReasonCode::Success))
+        );
+        // v5 length 0: normal disconnection.
+        round_trip(&[0xE0, 0x00], ProtocolVersion::V5);
+        // v5 length 1: reason only.
+        assert_eq!(
+            round_trip(&[0xE0, 0x01, 0x04], ProtocolVersion::V5),
+            Packet::Disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage))
+        );
+        let frame = [
+            0xE0, 0x07, // DISCONNECT, remaining length 7
+            0x8B, // server shutting down
+            0x05, 0x11, 0x00, 0x00, 0x00, 0x0A, // properties: session expiry 10 s
+        ];
+        let packet = round_trip(&frame, ProtocolVersion::V5);
+        // Before 5 DISCONNECT has no body at all.
+        assert_encodes_to(&packet, ProtocolVersion::V3_1_1, &[0xE0, 0x00]);
+    }
+
+    #[test]
+    fn auth_forms() {
+        round_trip(&[0xF0, 0x00], ProtocolVersion::V5);
+        let frame = [
+            0xF0, 0x0A, // AUTH, remaining length 10
+            0x18, // continue authentication
+            0x08, 0x15, 0x00, 0x05, b'S', b'C', b'R', b'A', b'M', // method "SCRAM"
+        ];
+        let Packet::Auth(auth) = round_trip(&frame, ProtocolVersion::V5) else {
+            panic!("expected AUTH");
+        };
+        assert_eq!(auth.reason_code, ReasonCode::ContinueAuthentication);
+        assert_eq!(
+            auth.properties.authentication_method.as_deref(),
+            Some("SCRAM")
+        );
+    }
+}

@@ -291,3 +291,107 @@ impl UnsubAck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codec::test_support::{assert_encodes_to, round_trip};
+    use crate::protocol::Packet;
+    use std::num::NonZeroU32;
+
+    #[test]
+    fn v311_subscribe_two_filters() {
+        let frame = [
+            0x82, 0x0C, // SUBSCRIBE, remaining length 12
+            0x00, 0x01, // packet id 1
+            0x00, 0x03, b'a', b'/', b'+', 0x01, // "a/+" QoS 1
+            0x00, 0x01, b'#', 0x02, // "#" QoS 2
+        ];
+        let Packet::Subscribe(subscribe) = round_trip(&frame, ProtocolVersion::V3_1_1) else {
+            panic!("expected SUBSCRIBE");
+        };
+        assert_eq!(subscribe.filters.len(), 2);
+        assert_eq!(subscribe.filters[0].0.as_str(), "a/+");
+        assert_eq!(subscribe.filters[0].1.qos, QoS::AtLeastOnce);
+        assert_eq!(subscribe.filters[1].1.qos, QoS::ExactlyOnce);
+    }
+
+    #[test]
+    fn v5_subscribe_with_options_and_identifier() {
+        let frame = [
+            0x82, 0x0B, // SUBSCRIBE, remaining length 11
+            0x00, 0x02, // packet id 2
+            0x02, 0x0B, 0x05, // properties: subscription identifier 5
+            0x00, 0x03, b'a', b'/', b'b', // "a/b"
+            0x2D, // retain handling 2, retain as published, no local, QoS 1
+        ];
+        let Packet::Subscribe(subscribe) = round_trip(&frame, ProtocolVersion::V5) else {
+            panic!("expected SUBSCRIBE");
+        };
+        assert_eq!(
+            subscribe.properties.subscription_identifier,
+            NonZeroU32::new(5)
+        );
+        let options = subscribe.filters[0].1;
+        assert_eq!(options.qos, QoS::AtLeastOnce);
+        assert!(options.no_local && options.retain_as_published);
+        assert_eq!(options.retain_handling, RetainHandling::DoNotSend);
+    }
+
+    #[test]
+    fn suback_v3_and_v5() {
+        // SUBACK 1: granted QoS 1, failure.
+        let Packet::SubAck(suback) = round_trip(
+            &[0x90, 0x04, 0x00, 0x01, 0x01, 0x80],
+            ProtocolVersion::V3_1_1,
+        ) else {
+            panic!("expected SUBACK");
+        };
+        assert_eq!(
+            suback.reason_codes,
+            vec![ReasonCode::GrantedQoS1, ReasonCode::UnspecifiedError]
+        );
+        // v5: no properties, topic filter invalid.
+        let Packet::SubAck(suback) =
+            round_trip(&[0x90, 0x04, 0x00, 0x01, 0x00, 0x8F], ProtocolVersion::V5)
+        else {
+            panic!("expected SUBACK");
+        };
+        assert_eq!(suback.reason_codes, vec![ReasonCode::TopicFilterInvalid]);
+        // Every failure is 0x80 in 3.1.1.
+        assert_encodes_to(
+            &Packet::SubAck(suback),
+            ProtocolVersion::V3_1_1,
+            &[0x90, 0x03, 0x00, 0x01, 0x80],
+        );
+    }
+
+    #[test]
+    fn unsubscribe_and_unsuback() {
+        // UNSUBSCRIBE 1 "#" in 3.1.1 and in 5 (empty properties).
+        round_trip(
+            &[0xA2, 0x05, 0x00, 0x01, 0x00, 0x01, b'#'],
+            ProtocolVersion::V3_1_1,
+        );
+        round_trip(
+            &[0xA2, 0x06, 0x00, 0x01, 0x00, 0x00, 0x01, b'#'],
+            ProtocolVersion::V5,
+        );
+        // UNSUBACK 1: bare in 3.1.1; with "no subscription existed" in 5.
+        round_trip(&[0xB0, 0x02, 0x00, 0x01], ProtocolVersion::V3_1_1);
+        let Packet::UnsubAck(unsuback) =
+            round_trip(&[0xB0, 0x04, 0x00, 0x01, 0x00, 0x11], ProtocolVersion::V5)
+        else {
+            panic!("expected UNSUBACK");
+        };
+        assert_eq!(
+            unsuback.reason_codes,
+            vec![ReasonCode::NoSubscriptionExisted]
+        );
+        assert_encodes_to(
+            &Packet::UnsubAck(unsuback),
+            ProtocolVersion::V3_1_1,
+            &[0xB0, 0x02, 0x00, 0x01],
+        );
+    }
+}
