@@ -21,7 +21,7 @@ use bytestring::ByteString;
 
 use culex::protocol::{
     decode, Ack, AckProperties, ClientId, ConnAck, ConnAckProperties, Connect, ConnectProperties,
-    Disconnect, DisconnectProperties, Packet, PacketId, ProtocolVersion, Publish,
+    DecodeError, Disconnect, DisconnectProperties, Packet, PacketId, ProtocolVersion, Publish,
     PublishProperties, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeProperties,
     SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, UnsubscribeProperties,
     UserProperty, Will, WillProperties,
@@ -1277,4 +1277,420 @@ async fn rumqttc_v5_session(port: u16) {
         };
         step.expect("the request channel has room");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hand-made malformed packets: each breaks one rule of the spec, and must be refused with
+// the error naming that rule (and so the reason code the connection closes with)
+// ---------------------------------------------------------------------------------------
+
+type Check = fn(&DecodeError) -> bool;
+
+/// (what is wrong, decoder version, the bytes, the error it must give).
+fn malformed_cases() -> Vec<(&'static str, Option<ProtocolVersion>, Vec<u8>, Check)> {
+    use culex::protocol::TopicError;
+    use DecodeError as E;
+    vec![
+        (
+            "packet type 0 is reserved",
+            Some(V3_1_1),
+            vec![0x00, 0x00],
+            |e| *e == E::InvalidPacketType(0),
+        ),
+        (
+            "PUBLISH with QoS 3 [MQTT-3.3.1-4]",
+            Some(V3_1_1),
+            wire(&[&[0x36, 0x05], b"\x00\x01t", &[0x00, 0x01]]),
+            |e| *e == E::InvalidQoS,
+        ),
+        (
+            "DUP on a QoS 0 PUBLISH [MQTT-3.3.1-2]",
+            Some(V3_1_1),
+            wire(&[&[0x38, 0x03], b"\x00\x01t"]),
+            |e| *e == E::DupOnQoS0,
+        ),
+        (
+            "PUBREL flags must be 0010 [MQTT-3.6.1-1]",
+            Some(V3_1_1),
+            vec![0x60, 0x02, 0x00, 0x01],
+            |e| {
+                *e == E::InvalidHeaderFlags {
+                    packet_type: 6,
+                    flags: 0,
+                }
+            },
+        ),
+        (
+            "SUBSCRIBE flags must be 0010 [MQTT-3.8.1-1]",
+            Some(V5),
+            wire(&[&[0x80, 0x07, 0x00, 0x01, 0x00], b"\x00\x01a", &[0x00]]),
+            |e| {
+                *e == E::InvalidHeaderFlags {
+                    packet_type: 8,
+                    flags: 0,
+                }
+            },
+        ),
+        (
+            "PINGREQ flags must be 0000",
+            Some(V3_1_1),
+            vec![0xC1, 0x00],
+            |e| {
+                *e == E::InvalidHeaderFlags {
+                    packet_type: 12,
+                    flags: 1,
+                }
+            },
+        ),
+        (
+            "PUBACK of packet identifier 0 [MQTT-2.2.1-3]",
+            Some(V3_1_1),
+            vec![0x40, 0x02, 0x00, 0x00],
+            |e| *e == E::ZeroPacketId,
+        ),
+        (
+            "QoS 1 PUBLISH with packet identifier 0",
+            Some(V5),
+            wire(&[&[0x32, 0x06], b"\x00\x01t", &[0x00, 0x00], &[0x00]]),
+            |e| *e == E::ZeroPacketId,
+        ),
+        (
+            "wildcard in a PUBLISH topic [MQTT-3.3.2-2]",
+            Some(V3_1_1),
+            wire(&[&[0x30, 0x05], b"\x00\x03a/+"]),
+            |e| *e == E::InvalidTopicName(TopicError::WildcardInName),
+        ),
+        (
+            "U+0000 in a PUBLISH topic [MQTT-1.5.4-2]",
+            Some(V3_1_1),
+            wire(&[&[0x30, 0x03], b"\x00\x01\x00"]),
+            |e| {
+                matches!(
+                    e,
+                    E::NullCharacter { .. } | E::InvalidTopicName(TopicError::NullCharacter)
+                )
+            },
+        ),
+        (
+            "ill-formed UTF-8 in a PUBLISH topic [MQTT-1.5.4-1]",
+            Some(V3_1_1),
+            wire(&[&[0x30, 0x03], b"\x00\x01\xFF"]),
+            |e| matches!(e, E::InvalidUtf8 { .. }),
+        ),
+        (
+            "UTF-16 surrogate (CESU-8 bytes) in a topic [MQTT-1.5.4-1]",
+            Some(V5),
+            wire(&[&[0x30, 0x06], b"\x00\x03\xED\xA0\x80", &[0x00]]),
+            |e| matches!(e, E::InvalidUtf8 { .. }),
+        ),
+        (
+            "MQTT 5 PUBLISH with an empty topic and no alias",
+            Some(V5),
+            wire(&[&[0x30, 0x03], b"\x00\x00", &[0x00]]),
+            |e| e.reason_code().is_error() && !matches!(e, E::UnexpectedEnd { .. }),
+        ),
+        (
+            "CONNECT reserved flag set [MQTT-3.1.2-3]",
+            None,
+            wire(&[
+                &[0x10, 0x0D],
+                b"\x00\x04MQTT",
+                &[0x04, 0x03, 0x00, 0x3C],
+                b"\x00\x01c",
+            ]),
+            |e| *e == E::ConnectReservedFlag,
+        ),
+        (
+            "CONNECT will QoS without the will flag [MQTT-3.1.2-11]",
+            None,
+            wire(&[
+                &[0x10, 0x0D],
+                b"\x00\x04MQTT",
+                &[0x04, 0x0A, 0x00, 0x3C],
+                b"\x00\x01c",
+            ]),
+            |e| *e == E::InvalidWillFlags,
+        ),
+        (
+            "CONNECT will retain without the will flag [MQTT-3.1.2-13]",
+            None,
+            wire(&[
+                &[0x10, 0x0D],
+                b"\x00\x04MQTT",
+                &[0x04, 0x22, 0x00, 0x3C],
+                b"\x00\x01c",
+            ]),
+            |e| *e == E::InvalidWillFlags,
+        ),
+        (
+            "CONNECT will QoS 3 [MQTT-3.1.2-14]",
+            None,
+            wire(&[
+                &[0x10, 0x13],
+                b"\x00\x04MQTT",
+                &[0x04, 0x1E, 0x00, 0x3C],
+                b"\x00\x01c",
+                b"\x00\x01w",
+                b"\x00\x01x",
+            ]),
+            |e| *e == E::InvalidQoS,
+        ),
+        (
+            "MQTT 3.1.1 CONNECT with a password and no user name [MQTT-3.1.2-22]",
+            None,
+            wire(&[
+                &[0x10, 0x11],
+                b"\x00\x04MQTT",
+                &[0x04, 0x42, 0x00, 0x3C],
+                b"\x00\x01c",
+                b"\x00\x02pw",
+            ]),
+            |e| *e == E::PasswordWithoutUserName,
+        ),
+        (
+            "CONNECT protocol name MQTX",
+            None,
+            wire(&[
+                &[0x10, 0x0D],
+                b"\x00\x04MQTX",
+                &[0x04, 0x02, 0x00, 0x3C],
+                b"\x00\x01c",
+            ]),
+            |e| *e == E::InvalidProtocolName,
+        ),
+        (
+            "CONNECT protocol level 6",
+            None,
+            wire(&[
+                &[0x10, 0x0D],
+                b"\x00\x04MQTT",
+                &[0x06, 0x02, 0x00, 0x3C],
+                b"\x00\x01c",
+            ]),
+            |e| *e == E::UnsupportedProtocolVersion(6),
+        ),
+        (
+            "CONNECT name MQIsdp with level 4",
+            None,
+            wire(&[
+                &[0x10, 0x0F],
+                b"\x00\x06MQIsdp",
+                &[0x04, 0x02, 0x00, 0x3C],
+                b"\x00\x01c",
+            ]),
+            |e| *e == E::InvalidProtocolName,
+        ),
+        (
+            "MQTT 5 CONNECT with receive maximum 0",
+            None,
+            wire(&[
+                &[0x10, 0x11],
+                b"\x00\x04MQTT",
+                &[0x05, 0x02, 0x00, 0x3C],
+                &[0x03, 0x21, 0x00, 0x00],
+                b"\x00\x01c",
+            ]),
+            |e| *e == E::InvalidPropertyValue { property: 0x21 },
+        ),
+        (
+            "CONNACK acknowledge flags with reserved bits [MQTT-3.2.2-1]",
+            Some(V3_1_1),
+            vec![0x20, 0x02, 0x02, 0x00],
+            |e| *e == E::ConnAckReservedFlags,
+        ),
+        (
+            "SUBSCRIBE with no filter [MQTT-3.8.3-3]",
+            Some(V3_1_1),
+            vec![0x82, 0x02, 0x00, 0x01],
+            |e| *e == E::NoTopicFilters,
+        ),
+        (
+            "UNSUBSCRIBE with no filter [MQTT-3.10.3-2]",
+            Some(V5),
+            vec![0xA2, 0x03, 0x00, 0x01, 0x00],
+            |e| *e == E::NoTopicFilters,
+        ),
+        (
+            "MQTT 3.1.1 subscription options with reserved bits [MQTT-3.8.3-4]",
+            Some(V3_1_1),
+            wire(&[&[0x82, 0x06, 0x00, 0x01], b"\x00\x01a", &[0x04]]),
+            |e| *e == E::SubscriptionOptionsReserved,
+        ),
+        (
+            "MQTT 5 subscription options with bits 6-7 set [MQTT-3.8.3-5]",
+            Some(V5),
+            wire(&[&[0x82, 0x07, 0x00, 0x01, 0x00], b"\x00\x01a", &[0xC1]]),
+            |e| *e == E::SubscriptionOptionsReserved,
+        ),
+        (
+            "MQTT 5 retain handling 3 [MQTT-3.8.3-5]",
+            Some(V5),
+            wire(&[&[0x82, 0x07, 0x00, 0x01, 0x00], b"\x00\x01a", &[0x30]]),
+            |e| *e == E::InvalidRetainHandling,
+        ),
+        (
+            "No Local on a shared subscription [MQTT-3.8.3-4]",
+            Some(V5),
+            wire(&[
+                &[0x82, 0x10, 0x00, 0x01, 0x00],
+                b"\x00\x0A$share/g/a",
+                &[0x04],
+            ]),
+            |e| *e == E::NoLocalOnSharedSubscription,
+        ),
+        (
+            "SUBSCRIBE filter with # not last [MQTT-4.7.1-2]",
+            Some(V3_1_1),
+            wire(&[&[0x82, 0x0A, 0x00, 0x01], b"\x00\x05a/#/b", &[0x00]]),
+            |e| *e == E::InvalidTopicFilter(TopicError::MultiLevelWildcardMisplaced),
+        ),
+        (
+            "unknown property 0x7F",
+            Some(V5),
+            wire(&[&[0x32, 0x07], b"\x00\x01t", &[0x00, 0x01], &[0x01, 0x7F]]),
+            |e| *e == E::UnknownProperty(0x7F),
+        ),
+        (
+            "session expiry interval in a PUBLISH",
+            Some(V5),
+            wire(&[
+                &[0x32, 0x0B],
+                b"\x00\x01t",
+                &[0x00, 0x01],
+                &[0x05, 0x11, 0x00, 0x00, 0x00, 0x3C],
+            ]),
+            |e| {
+                *e == E::PropertyNotAllowed {
+                    property: 0x11,
+                    packet_type: 3,
+                }
+            },
+        ),
+        (
+            "message expiry interval given twice",
+            Some(V5),
+            wire(&[
+                &[0x32, 0x10],
+                b"\x00\x01t",
+                &[0x00, 0x01],
+                &[0x0A],
+                &[0x02, 0x00, 0x00, 0x00, 0x3C],
+                &[0x02, 0x00, 0x00, 0x00, 0x3C],
+            ]),
+            |e| *e == E::DuplicateProperty(0x02),
+        ),
+        (
+            "topic alias 0 [MQTT-3.3.2-8]",
+            Some(V5),
+            wire(&[&[0x30, 0x07], b"\x00\x01t", &[0x03, 0x23, 0x00, 0x00]]),
+            |e| *e == E::InvalidPropertyValue { property: 0x23 },
+        ),
+        (
+            "payload format indicator 2",
+            Some(V5),
+            wire(&[&[0x30, 0x06], b"\x00\x01t", &[0x02, 0x01, 0x02]]),
+            |e| *e == E::InvalidPropertyValue { property: 0x01 },
+        ),
+        (
+            "subscription identifier 0 in SUBSCRIBE",
+            Some(V5),
+            wire(&[
+                &[0x82, 0x09, 0x00, 0x01],
+                &[0x02, 0x0B, 0x00],
+                b"\x00\x01a",
+                &[0x00],
+            ]),
+            |e| *e == E::InvalidPropertyValue { property: 0x0B },
+        ),
+        (
+            "property length past the end of the packet",
+            Some(V5),
+            wire(&[&[0x32, 0x07], b"\x00\x01t", &[0x00, 0x01], &[0x0A, 0x01]]),
+            |e| matches!(e, E::PropertiesOverrun | E::UnexpectedEnd { .. }),
+        ),
+        (
+            "PUBACK reason 0x04 (only for DISCONNECT)",
+            Some(V5),
+            vec![0x40, 0x03, 0x00, 0x01, 0x04],
+            |e| {
+                *e == E::InvalidReasonCode {
+                    packet_type: 4,
+                    code: 0x04,
+                }
+            },
+        ),
+        (
+            "MQTT 3.1.1 PUBACK one byte too long",
+            Some(V3_1_1),
+            vec![0x40, 0x03, 0x00, 0x01, 0x00],
+            |e| *e == E::TrailingBytes { count: 1 },
+        ),
+        (
+            "MQTT 3.1.1 PINGREQ with a body",
+            Some(V3_1_1),
+            vec![0xC0, 0x01, 0x00],
+            |e| matches!(e, E::TrailingBytes { count: 1 }),
+        ),
+        (
+            "string length past the end of the packet",
+            Some(V3_1_1),
+            wire(&[&[0x30, 0x03], b"\x00\x05a"]),
+            |e| matches!(e, E::UnexpectedEnd { .. }),
+        ),
+    ]
+}
+
+#[test]
+fn malformed_packets_are_refused_with_the_rule_they_break() {
+    let mut wrong = Vec::new();
+    for (what, version, bytes, check) in malformed_cases() {
+        let mut buf = BytesMut::from(&bytes[..]);
+        match decode(&mut buf, version, u32::MAX) {
+            Err(e) if check(&e) => {}
+            other => wrong.push(format!("{what}: [{}] gave {other:?}", hex(&bytes))),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} cases wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// The positive twins of two refusals above: what MQTT 5 allows that 3.1.1 does not.
+#[test]
+fn v5_allows_a_password_without_a_user_name() {
+    let bytes = wire(&[
+        &[0x10, 0x12],             // CONNECT, remaining length 18
+        b"\x00\x04MQTT",           // protocol name
+        &[0x05, 0x42, 0x00, 0x3C], // level 5; flags: password, clean start; keep alive 60
+        &[0x00],                   // properties: none
+        b"\x00\x01c",              // client identifier
+        b"\x00\x02pw",             // password
+    ]);
+    let Packet::Connect(connect) = decode_fixture(&bytes, None) else {
+        panic!("not a CONNECT");
+    };
+    assert_eq!(connect.user_name, None);
+    assert_eq!(connect.password, Some(Bytes::from_static(b"pw")));
+}
+
+/// The maximum packet size is checked from the fixed header by `decode` too.
+#[test]
+fn decode_refuses_a_packet_above_the_maximum_size() {
+    let bytes = wire(&[&[0x30, 0x0B], b"\x00\x01t", b"payload!"]); // 13 bytes in all
+    let mut buf = BytesMut::from(&bytes[..2]);
+    assert!(matches!(
+        decode(&mut buf, Some(V3_1_1), 12),
+        Err(DecodeError::PacketTooLarge {
+            size_bytes: 13,
+            max_bytes: 12
+        })
+    ));
+    let mut buf = BytesMut::from(&bytes[..]);
+    assert!(matches!(
+        decode(&mut buf, Some(V3_1_1), 13),
+        Ok(Some(Packet::Publish(_)))
+    ));
 }
