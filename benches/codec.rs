@@ -76,7 +76,9 @@ fn connect_v5() -> Packet {
 
 fn encoded(packet: &Packet, version: ProtocolVersion) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    packet.encode(version, &mut buf).expect("bench packets encode");
+    packet
+        .encode(version, &mut buf)
+        .expect("bench packets encode");
     buf.to_vec()
 }
 
@@ -148,7 +150,9 @@ fn bench_packet(c: &mut Criterion, name: &str, packet: &Packet, version: Protoco
                     .expect("bench frame is valid")
                     .expect("bench frame is whole");
                 out.clear();
-                packet.encode(version, &mut out).expect("bench packet encodes");
+                packet
+                    .encode(version, &mut out)
+                    .expect("bench packet encodes");
                 black_box(&out);
             })
         })
@@ -158,9 +162,19 @@ fn bench_packet(c: &mut Criterion, name: &str, packet: &Packet, version: Protoco
 
 fn codec(c: &mut Criterion) {
     let publish = publish_qos1();
-    bench_packet(c, "publish_qos1_64B_v311", &publish, ProtocolVersion::V3_1_1);
+    bench_packet(
+        c,
+        "publish_qos1_64B_v311",
+        &publish,
+        ProtocolVersion::V3_1_1,
+    );
     bench_packet(c, "publish_qos1_64B_v5", &publish, ProtocolVersion::V5);
-    bench_packet(c, "connect_v5_properties", &connect_v5(), ProtocolVersion::V5);
+    bench_packet(
+        c,
+        "connect_v5_properties",
+        &connect_v5(),
+        ProtocolVersion::V5,
+    );
 }
 
 criterion_group! {

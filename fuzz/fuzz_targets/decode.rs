@@ -46,12 +46,20 @@ fn reencode(packet: &Packet, version: ProtocolVersion) {
     packet
         .encode(version, &mut again)
         .expect("a decoded packet always encodes");
-    assert_eq!(packet.encoded_len(version), again.len(), "encoded_len is not exact");
+    assert_eq!(
+        packet.encoded_len(version),
+        again.len(),
+        "encoded_len is not exact"
+    );
     let decoder = match packet {
         Packet::Connect(_) => None,
         _ => Some(version),
     };
     let redecoded = decode(&mut again, decoder, u32::MAX);
-    assert_eq!(redecoded, Ok(Some(packet.clone())), "re-encoding changed the packet");
+    assert_eq!(
+        redecoded,
+        Ok(Some(packet.clone())),
+        "re-encoding changed the packet"
+    );
     assert!(again.is_empty(), "re-encoding left {} bytes", again.len());
 }
