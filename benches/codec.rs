@@ -8,7 +8,10 @@
 //! Encoding appends to one reused output buffer, cleared per packet.
 //!
 //! Run: `cargo bench --bench codec` (release profile with symbols: `perf record` works on
-//! the bench binary).
+//! the bench binary). On a busy machine, count instead: `CULEX_CODEC_COUNT=SCENARIO/OP/N
+//! BENCH_BINARY` runs one operation N times and prints its thread CPU time per operation,
+//! and under `valgrind --tool=callgrind --toggle-collect='*count_loop*'` the Ir total / N
+//! is instructions per operation (see `count_mode`).
 
 use std::hint::black_box;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 
 use culex::protocol::{
     decode, ClientId, Connect, ConnectProperties, Packet, PacketId, ProtocolVersion, Publish,
@@ -161,20 +164,118 @@ fn bench_packet(c: &mut Criterion, name: &str, packet: &Packet, version: Protoco
 }
 
 fn codec(c: &mut Criterion) {
-    let publish = publish_qos1();
-    bench_packet(
-        c,
-        "publish_qos1_64B_v311",
-        &publish,
-        ProtocolVersion::V3_1_1,
+    for (name, packet, version) in scenarios() {
+        bench_packet(c, name, &packet, version);
+    }
+}
+
+fn scenarios() -> [(&'static str, Packet, ProtocolVersion); 3] {
+    [
+        (
+            "publish_qos1_64B_v311",
+            publish_qos1(),
+            ProtocolVersion::V3_1_1,
+        ),
+        ("publish_qos1_64B_v5", publish_qos1(), ProtocolVersion::V5),
+        ("connect_v5_properties", connect_v5(), ProtocolVersion::V5),
+    ]
+}
+
+/// What `CULEX_CODEC_COUNT` runs: for counting instructions, which stay stable on this
+/// shared, noisy machine where nanoseconds do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Decode,
+    Encode,
+    DecodeEncode,
+}
+
+/// `CULEX_CODEC_COUNT=SCENARIO/OP/N` (OP: decode, encode, decode+encode) runs that
+/// operation N times inside `count_loop` and nothing else, for
+/// `valgrind --tool=callgrind --toggle-collect='*count_loop*' BENCH_BINARY`:
+/// the Ir total divided by N is instructions per operation.
+fn count_mode(spec: &str) {
+    let mut parts = spec.split('/');
+    let (Some(name), Some(op), Some(count)) = (parts.next(), parts.next(), parts.next()) else {
+        panic!("CULEX_CODEC_COUNT wants SCENARIO/OP/N, got {spec:?}");
+    };
+    let op = match op {
+        "decode" => Op::Decode,
+        "encode" => Op::Encode,
+        "decode+encode" => Op::DecodeEncode,
+        other => panic!("unknown op {other:?}"),
+    };
+    let count: usize = count.parse().expect("N is a number");
+    let (_, packet, version) = scenarios()
+        .into_iter()
+        .find(|(n, _, _)| *n == name)
+        .unwrap_or_else(|| panic!("unknown scenario {name:?}"));
+    let frame = encoded(&packet, version);
+    let mut out = BytesMut::with_capacity(4096);
+    let decoder = decoder_version(&packet, version);
+    // Refill a cache-sized read buffer between timed runs, as in the criterion benches.
+    let chunk = usize::try_from(FRAMES_PER_BUFFER).expect("small constant");
+    let mut cpu_ns = 0;
+    let mut remaining = count;
+    while remaining > 0 {
+        let frames = remaining.min(chunk);
+        let mut buf = BytesMut::with_capacity(frame.len() * frames);
+        for _ in 0..frames {
+            buf.extend_from_slice(&frame);
+        }
+        let start_ns = thread_cpu_time_ns();
+        count_loop(&mut buf, frames, op, &packet, version, decoder, &mut out);
+        cpu_ns += thread_cpu_time_ns() - start_ns;
+        remaining -= frames;
+    }
+    // CPU time, not wall time: on a shared machine the thread's time off the CPU is not
+    // charged to the codec (cache pollution from neighbours still is).
+    println!(
+        "{name}/{op:?}: {count} operations, {:.1} ns of thread CPU time each",
+        cpu_ns as f64 / count as f64
     );
-    bench_packet(c, "publish_qos1_64B_v5", &publish, ProtocolVersion::V5);
-    bench_packet(
-        c,
-        "connect_v5_properties",
-        &connect_v5(),
-        ProtocolVersion::V5,
-    );
+}
+
+/// This thread's CPU time in nanoseconds (CLOCK_THREAD_CPUTIME_ID).
+fn thread_cpu_time_ns() -> i128 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call, and
+    // CLOCK_THREAD_CPUTIME_ID is supported by every Linux kernel this broker runs on.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    i128::from(now.tv_sec) * 1_000_000_000 + i128::from(now.tv_nsec)
+}
+
+#[inline(never)]
+fn count_loop(
+    buf: &mut BytesMut,
+    count: usize,
+    op: Op,
+    packet: &Packet,
+    version: ProtocolVersion,
+    decoder: Option<ProtocolVersion>,
+    out: &mut BytesMut,
+) {
+    for _ in 0..count {
+        if op == Op::Encode {
+            out.clear();
+            packet.encode(version, out).expect("bench packet encodes");
+            black_box(&out);
+            continue;
+        }
+        let decoded = decode(buf, decoder, MAX_PACKET_SIZE_BYTES)
+            .expect("bench frame is valid")
+            .expect("bench frame is whole");
+        if op == Op::DecodeEncode {
+            out.clear();
+            decoded.encode(version, out).expect("bench packet encodes");
+            black_box(&out);
+        }
+        black_box(decoded);
+    }
 }
 
 criterion_group! {
@@ -185,4 +286,12 @@ criterion_group! {
         .measurement_time(Duration::from_secs(3));
     targets = codec
 }
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("CULEX_CODEC_COUNT") {
+        count_mode(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
