@@ -21,6 +21,7 @@ use culex::router::home_shard;
 pub const V3: ProtocolVersion = ProtocolVersion::V3_1;
 pub const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 pub const V5: ProtocolVersion = ProtocolVersion::V5;
+pub type Version = ProtocolVersion;
 
 /// A client's end of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +33,11 @@ struct SockState {
     version: ProtocolVersion,
     inbound: BytesMut,
     closed: bool,
+    /// A slow reader: `Writable` is noted but the bytes are not taken.
+    stalled: bool,
+    writable_pending: bool,
+    /// Packets decoded but not yet handed to the test.
+    backlog: Vec<Packet>,
 }
 
 pub struct Net {
@@ -93,6 +99,9 @@ impl Net {
             version,
             inbound: BytesMut::new(),
             closed: false,
+            stalled: false,
+            writable_pending: false,
+            backlog: Vec::new(),
         });
         let sock = self.socks.len() - 1;
         self.by_conn.insert((shard, conn), sock);
@@ -103,8 +112,10 @@ impl Net {
     pub fn connect_on(&mut self, shard: usize, connect: Connect) -> (Sock, Packet) {
         let sock = self.open(shard, connect.protocol_version);
         self.send(sock, &Packet::Connect(Box::new(connect)));
-        let packets = self.recv(sock);
-        let connack = packets.into_iter().next().expect("a CONNACK");
+        let mut packets = self.recv(sock);
+        assert!(!packets.is_empty(), "a CONNACK");
+        let connack = packets.remove(0);
+        self.socks[sock.0].backlog = packets;
         (sock, connack)
     }
 
@@ -143,7 +154,7 @@ impl Net {
     /// Decodes everything received so far.
     pub fn recv(&mut self, sock: Sock) -> Vec<Packet> {
         let s = &mut self.socks[sock.0];
-        let mut packets = Vec::new();
+        let mut packets = std::mem::take(&mut s.backlog);
         while let Some(packet) =
             decode(&mut s.inbound, Some(s.version), u32::MAX).expect("the broker sends valid packets")
         {
@@ -155,6 +166,23 @@ impl Net {
     /// The raw bytes received so far (consumed).
     pub fn recv_raw(&mut self, sock: Sock) -> Vec<u8> {
         self.socks[sock.0].inbound.split().to_vec()
+    }
+
+    /// The client stops reading: the core's buffer for it fills.
+    pub fn stall(&mut self, sock: Sock) {
+        self.socks[sock.0].stalled = true;
+    }
+
+    /// The client reads again: what was pending is taken, as the shard would after a write.
+    pub fn unstall(&mut self, sock: Sock) {
+        let s = &mut self.socks[sock.0];
+        s.stalled = false;
+        if std::mem::take(&mut s.writable_pending) {
+            let (shard, conn) = (s.shard, s.conn);
+            let bytes = self.cores[shard].take_outgoing(conn);
+            self.socks[sock.0].inbound.extend_from_slice(&bytes);
+            self.pump();
+        }
     }
 
     pub fn is_closed(&self, sock: Sock) -> bool {
@@ -209,8 +237,12 @@ impl Net {
     fn perform(&mut self, shard: usize, output: Output) {
         match output {
             Output::Writable { conn } => {
-                let bytes = self.cores[shard].take_outgoing(conn);
                 let sock = self.by_conn[&(shard, conn)];
+                if self.socks[sock].stalled {
+                    self.socks[sock].writable_pending = true;
+                    return;
+                }
+                let bytes = self.cores[shard].take_outgoing(conn);
                 self.socks[sock].inbound.extend_from_slice(&bytes);
             }
             Output::Close { conn } => {
