@@ -38,10 +38,17 @@ fn subscriptions_per_client_quota_0x97_in_v5_and_0x80_in_v3() {
     );
     assert_eq!(
         suback_codes(&net.recv(s)),
-        vec![ReasonCode::Success, ReasonCode::Success, ReasonCode::QuotaExceeded]
+        vec![
+            ReasonCode::Success,
+            ReasonCode::Success,
+            ReasonCode::QuotaExceeded
+        ]
     );
     // Re-subscribing to a held filter is a replacement, not a new one.
-    assert_eq!(suback_codes(&net.subscribe(s, "a", QoS::AtLeastOnce)), vec![ReasonCode::GrantedQoS1]);
+    assert_eq!(
+        suback_codes(&net.subscribe(s, "a", QoS::AtLeastOnce)),
+        vec![ReasonCode::GrantedQoS1]
+    );
     assert_eq!(net.cores[1].stats().subscriptions_quota_refused_count, 1);
 
     let v3 = net.client(V4, &net.id_on(1, "v3"));
@@ -89,7 +96,10 @@ fn topic_length_and_levels_refuse_filters_with_0x8f_and_names_with_0x90() {
     assert_eq!(net.cores[0].stats().topic_limit_refused_count, 2);
     let p = net.client(V5, "p");
     net.publish(p, "a/b/c/d", QoS::AtMostOnce, b"deep");
-    assert_eq!(disconnect_code(&net.recv(p)), Some(ReasonCode::TopicNameInvalid));
+    assert_eq!(
+        disconnect_code(&net.recv(p)),
+        Some(ReasonCode::TopicNameInvalid)
+    );
     assert!(net.is_closed(p));
     let q = net.client(V5, "q");
     net.publish(q, "a/b/c", QoS::AtMostOnce, b"ok");
@@ -142,7 +152,11 @@ fn max_inflight_messages_caps_the_window_of_a_v3_client() {
     for id in ids {
         net.send(sub, &Packet::PubAck(ack(id)));
     }
-    assert_eq!(payloads(&net.recv(sub)).len(), 2, "the rest follow the acks");
+    assert_eq!(
+        payloads(&net.recv(sub)).len(),
+        2,
+        "the rest follow the acks"
+    );
 }
 
 #[test]
@@ -158,13 +172,21 @@ fn a_slow_subscriber_sheds_qos0_queues_qos1_and_never_stalls_others() {
         net.publish(p, "t", QoS::AtMostOnce, b"0123456789");
     }
     net.publish(p, "t", QoS::AtLeastOnce, b"important");
-    assert_eq!(payloads(&net.recv(fast)).len(), 21, "the fast reader gets everything");
+    assert_eq!(
+        payloads(&net.recv(fast)).len(),
+        21,
+        "the fast reader gets everything"
+    );
     let dropped = net.cores[1].stats().qos0_dropped_slow_count;
     assert!(dropped > 0 && dropped < 20, "dropped {dropped}");
     net.unstall(slow);
     let got = payloads(&net.recv(slow));
     assert_eq!(got.len() as u64, 21 - dropped);
-    assert_eq!(got.last().map(String::as_str), Some("important"), "QoS 1 was queued, not lost");
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("important"),
+        "QoS 1 was queued, not lost"
+    );
 }
 
 #[test]
@@ -191,11 +213,22 @@ fn retained_partition_full_is_counted_and_replacement_still_works() {
 fn inbound_packet_above_max_packet_size_disconnects_with_0x95() {
     let mut net = Net::with_limits(1, limits(|l| l.max_packet_size_bytes = 64));
     let (p, connack) = net.connect_on(0, connect(V5, "big", true));
-    let Packet::ConnAck(connack) = connack else { panic!() };
-    assert_eq!(connack.properties.maximum_packet_size_bytes.map(|m| m.get()), Some(64));
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert_eq!(
+        connack
+            .properties
+            .maximum_packet_size_bytes
+            .map(|m| m.get()),
+        Some(64)
+    );
     let other = net.client(V5, "other");
     net.publish(p, "t", QoS::AtMostOnce, &[b'x'; 100]);
-    assert_eq!(disconnect_code(&net.recv(p)), Some(ReasonCode::PacketTooLarge));
+    assert_eq!(
+        disconnect_code(&net.recv(p)),
+        Some(ReasonCode::PacketTooLarge)
+    );
     assert!(net.is_closed(p));
     net.send(other, &Packet::PingReq);
     assert_eq!(net.recv(other), vec![Packet::PingResp]);
@@ -209,12 +242,17 @@ fn retain_not_available_refuses_retained_publish_and_will() {
     };
     let mut net = Net::with_config(1, config);
     let (p, connack) = net.connect_on(0, connect(V5, "p", true));
-    let Packet::ConnAck(connack) = connack else { panic!() };
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
     assert_eq!(connack.properties.retain_available, Some(false));
     let mut m = publish("t", QoS::AtMostOnce, None, b"v");
     m.retain = true;
     net.send(p, &Packet::Publish(m));
-    assert_eq!(disconnect_code(&net.recv(p)), Some(ReasonCode::RetainNotSupported));
+    assert_eq!(
+        disconnect_code(&net.recv(p)),
+        Some(ReasonCode::RetainNotSupported)
+    );
     let mut c = connect(V5, "w", true);
     c.will = Some(will("w", b"x", QoS::AtMostOnce, true));
     let (_, connack) = net.connect_on(0, c);
