@@ -334,3 +334,60 @@ fn shutdown_sends_0x8b_to_v5_and_closes_everyone() {
     assert!(net.recv(v4).is_empty());
     assert!(net.is_closed(v5) && net.is_closed(v4));
 }
+
+#[test]
+fn v5_disconnect_may_shorten_but_not_revive_session_expiry() {
+    let mut net = Net::new(1);
+    // Connected with expiry 0: a DISCONNECT asking for 30 s is a protocol error.
+    let sock = net.client(V5, "zero");
+    let mut d = culex::protocol::Disconnect::new(ReasonCode::Success);
+    d.properties.session_expiry_interval_s = Some(30);
+    net.send(sock, &Packet::Disconnect(d.clone()));
+    assert_eq!(
+        disconnect_code(&net.recv(sock)),
+        Some(ReasonCode::ProtocolError)
+    );
+    assert_eq!(net.cores[0].session_count(), 0);
+
+    // Connected with 100 s: DISCONNECT sets 30 s, after which the session is gone.
+    let mut c = connect(V5, "long", true);
+    c.properties.session_expiry_interval_s = Some(100);
+    let (sock, _) = net.connect_on(0, c);
+    net.send(sock, &Packet::Disconnect(d));
+    assert!(
+        net.recv(sock).is_empty(),
+        "a client DISCONNECT gets no answer"
+    );
+    assert!(net.is_closed(sock));
+    net.advance(Duration::from_secs(29));
+    assert_eq!(net.cores[0].session_count(), 1);
+    net.advance(Duration::from_secs(1));
+    assert_eq!(net.cores[0].session_count(), 0);
+}
+
+#[test]
+fn a_takeover_on_another_shard_reaches_the_home_shard() {
+    let mut net = Net::new(4);
+    let id = net.id_on(3, "roamer");
+    let (first, _) = net.connect_on(0, connect(V4, &id, false));
+    let (second, connack) = net.connect_on(1, connect(V4, &id, false));
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert!(connack.session_present);
+    assert!(net.is_closed(first));
+    assert_eq!((net.shard_of(first), net.shard_of(second)), (3, 3));
+    assert_eq!(net.cores[3].session_count(), 1);
+}
+
+#[test]
+fn connection_lost_before_connect_and_unknown_conns_are_harmless() {
+    let mut net = Net::new(1);
+    let sock = net.open(0, V4);
+    net.lose(sock);
+    assert_eq!(net.cores[0].stats().connections_current, 0);
+    // Output for a forgotten connection: empty.
+    assert!(net.cores[0]
+        .take_outgoing(culex::broker::ConnId(999))
+        .is_empty());
+}

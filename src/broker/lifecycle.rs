@@ -220,7 +220,9 @@ impl ShardCore {
             }
             MeshMessage::SharedPublish { filter, message } => {
                 match self.trie.pick_shared_member(&filter) {
-                    Some((key, entry)) => self.deliver_to(key, &message, &[entry], false, now),
+                    Some((key, entry)) => {
+                        self.deliver_to(key, &message, [entry].iter(), false, now)
+                    }
                     None => self.stats.shared_undeliverable_count += 1,
                 }
             }

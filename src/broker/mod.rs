@@ -360,3 +360,46 @@ impl ShardCore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Publish, QoS, TopicName};
+
+    fn message(qos: QoS) -> Arc<Message> {
+        Arc::new(Message {
+            publish: Publish {
+                dup: false,
+                qos,
+                retain: false,
+                topic: TopicName::parse("t").expect("valid"),
+                packet_id: None,
+                properties: Default::default(),
+                payload: bytes::Bytes::new(),
+            },
+            expires_at: None,
+            origin: None,
+        })
+    }
+
+    #[test]
+    fn only_qos0_publishes_are_sheddable() {
+        assert!(MeshMessage::Publish {
+            message: message(QoS::AtMostOnce)
+        }
+        .is_sheddable());
+        assert!(!MeshMessage::Publish {
+            message: message(QoS::AtLeastOnce)
+        }
+        .is_sheddable());
+        let filter = TopicFilter::parse("a/#").expect("valid");
+        assert!(!MeshMessage::Route { filter, count: 1 }.is_sheddable());
+    }
+
+    #[test]
+    fn mesh_messages_cross_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<MeshMessage>();
+        assert_send::<Output>();
+    }
+}

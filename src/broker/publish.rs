@@ -133,7 +133,7 @@ impl ShardCore {
         for shared in matches.shared.drain(..) {
             match shared.target {
                 SharedTarget::Local(key, entry) => {
-                    self.deliver_to(key, &message, &[entry], false, now)
+                    self.deliver_to(key, &message, [entry].iter(), false, now)
                 }
                 SharedTarget::Remote(shard) => self.outputs.push_back(Output::Mesh {
                     to: shard,
@@ -191,25 +191,27 @@ impl ShardCore {
         entries: &mut Vec<(SessionKey, SubscriptionEntry)>,
         now: Instant,
     ) {
-        entries.sort_unstable_by_key(|(key, _)| *key);
+        // Overlapping filters list a session once per filter: sort to group them.
+        if entries.len() > 1 {
+            entries.sort_unstable_by_key(|(key, _)| *key);
+        }
         let mut start = 0;
         while start < entries.len() {
             let key = entries[start].0;
             let end = start + entries[start..].partition_point(|(k, _)| *k == key);
-            let group: Vec<SubscriptionEntry> =
-                entries[start..end].iter().map(|(_, e)| *e).collect();
-            self.deliver_to(key, message, &group, true, now);
+            let group = entries[start..end].iter().map(|(_, e)| e);
+            self.deliver_to(key, message, group, true, now);
             start = end;
         }
         entries.clear();
     }
 
     /// One delivery of `message` to session `key` under its matching `entries`.
-    pub(super) fn deliver_to(
+    pub(super) fn deliver_to<'e>(
         &mut self,
         key: SessionKey,
         message: &Arc<Message>,
-        entries: &[SubscriptionEntry],
+        entries: impl Iterator<Item = &'e SubscriptionEntry>,
         apply_no_local: bool,
         now: Instant,
     ) {

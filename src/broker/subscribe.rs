@@ -182,8 +182,9 @@ impl ShardCore {
                 Err(_) => return,
             }
         };
+        let local = owners.contains(&self.shard);
         let remote: Vec<ShardId> = owners.into_iter().filter(|s| *s != self.shard).collect();
-        if remote.len() < usize::from(self.shard_count) {
+        if local {
             let mut found = Vec::new();
             self.retained.matching(filter, now, &mut found);
             for retained in found {
