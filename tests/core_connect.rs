@@ -391,3 +391,26 @@ fn connection_lost_before_connect_and_unknown_conns_are_harmless() {
         .take_outgoing(culex::broker::ConnId(999))
         .is_empty());
 }
+
+#[test]
+fn shutdown_in_two_phases_publishes_each_will_once_before_closing() {
+    let mut net = Net::new(2);
+    let watcher = net.client(V4, &net.id_on(0, "w"));
+    net.subscribe(watcher, "lw/#", QoS::AtMostOnce);
+    let id = net.id_on(1, "dying");
+    let mut c = connect(V5, &id, true);
+    c.will = Some(will("lw/dying", b"bye", QoS::AtMostOnce, false));
+    let (sock, _) = net.connect_on(1, c);
+    net.cores[1].publish_wills_for_shutdown(net.now);
+    net.pump();
+    assert!(!net.is_closed(sock), "phase one keeps connections open");
+    assert_eq!(payloads(&net.recv(watcher)), vec!["bye"]);
+    net.shutdown(1);
+    assert!(net.is_closed(sock));
+    assert_eq!(
+        disconnect_code(&net.recv(sock)),
+        Some(ReasonCode::ServerShuttingDown)
+    );
+    assert!(net.recv(watcher).is_empty(), "the will went out once");
+    assert_eq!(net.cores[1].stats().wills_published_count, 1);
+}

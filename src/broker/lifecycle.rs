@@ -208,6 +208,24 @@ impl ShardCore {
         }
     }
 
+    pub(super) fn publish_all_wills(&mut self, now: Instant) {
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            let will = self
+                .conns
+                .get_mut(&conn)
+                .filter(|c| c.phase == Phase::Connected)
+                .and_then(|c| c.will.take());
+            if let Some(will) = will {
+                self.publish_will(&will, now);
+            }
+        }
+        for pending in std::mem::take(&mut self.pending_wills) {
+            self.publish_will(&pending.will, now);
+        }
+    }
+
     pub(super) fn on_mesh(&mut self, from: crate::router::ShardId, msg: MeshMessage, now: Instant) {
         match msg {
             MeshMessage::Nop => {}

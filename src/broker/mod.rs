@@ -303,6 +303,14 @@ impl ShardCore {
         self.shut_down(now);
     }
 
+    /// First phase of stopping: every connected client's will (and every delayed will) is
+    /// published now, connections staying open, so wills reach subscribers on every shard
+    /// before any connection closes. `shutdown` then closes without publishing them twice.
+    pub fn publish_wills_for_shutdown(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        self.publish_all_wills(now);
+    }
+
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }
