@@ -141,7 +141,6 @@ fn takeover_closes_the_old_connection_and_keeps_a_persistent_session() {
         panic!()
     };
     assert!(!first.session_present);
-    // A persistent session needs an expiry under MQTT 5; use 3.1.1 semantics via v5 props.
     let mut again = connect(V5, &id, false);
     again.properties.session_expiry_interval_s = Some(100);
     let (new, second) = net.connect_on(1, again);
@@ -154,17 +153,26 @@ fn takeover_closes_the_old_connection_and_keeps_a_persistent_session() {
     let Packet::ConnAck(second) = second else {
         panic!()
     };
-    // The first connection asked for expiry 0: its session ended with it.
-    assert!(!second.session_present);
+    // MQTT 5, Clean Start 0: the existing session is resumed even though it would have
+    // ended with its connection.
+    assert!(second.session_present);
     assert_eq!(net.cores[1].stats().takeovers_count, 1);
 
-    // Now take over a session that does persist.
-    let (_newer, third) = net.connect_on(0, connect(V4, &id, false));
+    // 3.1.1 clean session: the old session ends with the old connection.
+    let (_v4, third) = net.connect_on(0, connect(V4, &id, true));
     assert!(net.is_closed(new));
     let Packet::ConnAck(third) = third else {
         panic!()
     };
-    assert!(third.session_present);
+    assert!(!third.session_present);
+    let (_v4b, fourth) = net.connect_on(0, connect(V4, &id, false));
+    let Packet::ConnAck(fourth) = fourth else {
+        panic!()
+    };
+    assert!(
+        !fourth.session_present,
+        "the clean session did not outlive its connection"
+    );
 }
 
 #[test]

@@ -505,6 +505,29 @@ fn takeover_publishes_the_old_connections_will() {
 }
 
 #[test]
+fn v5_takeover_resuming_the_session_holds_a_delayed_will_back() {
+    let mut net = Net::new(2);
+    let watcher = net.client(V4, &net.id_on(0, "w"));
+    net.subscribe(watcher, "lw", QoS::AtMostOnce);
+    let id = net.id_on(1, "twin5");
+    let mut c = connect(V5, &id, false);
+    let mut w = will("lw", b"old", QoS::AtMostOnce, false);
+    w.properties.will_delay_interval_s = Some(5);
+    c.will = Some(w);
+    net.connect_on(0, c);
+    let (_new, connack) = net.connect_on(0, connect(V5, &id, false));
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert!(connack.session_present);
+    net.advance(Duration::from_secs(6));
+    assert!(
+        net.recv(watcher).is_empty(),
+        "resumed: the delayed will is cancelled"
+    );
+}
+
+#[test]
 fn will_retain_is_stored() {
     let mut net = Net::new(2);
     let mut c = connect(V4, &net.id_on(1, "r"), true);

@@ -117,7 +117,9 @@ fn pairs_500_qos0() {
         connect(&mut core, 2 * pair + 2, now);
     }
     drain(&mut core);
-    let batches: Vec<BytesMut> = (0..500).map(|p| publishes(&format!("pair/{p}"), 10)).collect();
+    let batches: Vec<BytesMut> = (0..500)
+        .map(|p| publishes(&format!("pair/{p}"), 10))
+        .collect();
     let rounds = 100;
     let started = Instant::now();
     for _ in 0..rounds {

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::protocol::{DecodeError, Disconnect, Packet, ReasonCode};
+use crate::protocol::{DecodeError, Disconnect, Packet, ReasonCode, Will};
 use crate::session::{will::will_message, will_due_at, PendingWill, SessionKey};
 
 use super::conn::Phase;
@@ -62,47 +62,65 @@ impl ShardCore {
         publish_will: bool,
         now: Instant,
     ) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some((key, will)) = self.release_conn(conn, reason, now) else {
             return;
         };
-        if c.phase != Phase::Connected {
-            return;
-        }
-        if let (Some(reason), true) = (reason, c.is_v5()) {
-            c.write(&Packet::Disconnect(Disconnect::new(reason)));
-        }
-        c.phase = Phase::Closing;
-        let will = c.will.take();
-        let Some(key) = c.client else {
-            return;
-        };
-        let Some(client) = self.clients.get_mut(&key) else {
-            return;
-        };
-        if client.conn == Some(conn) {
-            client.conn = None;
-        }
-        client.session.detach(now);
-        let expiry_s = client.session.expiry_interval_s;
+        let expiry_s = self
+            .clients
+            .get(&key)
+            .map_or(0, |c| c.session.expiry_interval_s);
         if let (Some(will), true) = (will, publish_will) {
             let delay_s = will.properties.will_delay_interval_s.unwrap_or(0);
-            let due = will_due_at(delay_s, expiry_s, now);
-            if due <= now {
-                self.publish_will(&will, now);
-            } else {
-                self.pending_wills.push(PendingWill {
-                    session: key,
-                    will,
-                    due,
-                });
-            }
+            self.schedule_will(key, will, will_due_at(delay_s, expiry_s, now), now);
         }
         if expiry_s == 0 {
             self.end_session(key, Some(now));
         }
     }
 
-    fn publish_will(&mut self, will: &crate::protocol::Will, now: Instant) {
+    /// Marks `conn` closing (after DISCONNECT `reason` for MQTT 5) and detaches its session;
+    /// returns the session and the connection's will. `None` if it was not connected.
+    pub(super) fn release_conn(
+        &mut self,
+        conn: ConnId,
+        reason: Option<ReasonCode>,
+        now: Instant,
+    ) -> Option<(SessionKey, Option<Will>)> {
+        let c = self.conns.get_mut(&conn)?;
+        if c.phase != Phase::Connected {
+            return None;
+        }
+        if let (Some(reason), true) = (reason, c.is_v5()) {
+            c.write(&Packet::Disconnect(Disconnect::new(reason)));
+        }
+        c.phase = Phase::Closing;
+        let will = c.will.take();
+        let key = c.client?;
+        let client = self.clients.get_mut(&key)?;
+        if client.conn == Some(conn) {
+            client.conn = None;
+        }
+        client.session.detach(now);
+        Some((key, will))
+    }
+
+    /// Publishes `will` now if due, else holds it until `due` (cancelled if the session is
+    /// resumed first, published early if it ends first).
+    pub(super) fn schedule_will(
+        &mut self,
+        session: SessionKey,
+        will: Will,
+        due: Instant,
+        now: Instant,
+    ) {
+        if due <= now {
+            self.publish_will(&will, now);
+        } else {
+            self.pending_wills.push(PendingWill { session, will, due });
+        }
+    }
+
+    fn publish_will(&mut self, will: &Will, now: Instant) {
         self.stats.wills_published_count += 1;
         self.publish_message(will_message(will, now), now);
     }
