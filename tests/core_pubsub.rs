@@ -154,6 +154,27 @@ fn qos2_inbound_is_routed_exactly_once() {
 }
 
 #[test]
+fn v5_ack_says_when_nobody_subscribes() {
+    let mut net = Net::new(2);
+    let (sub, p) = pair(&mut net, V5);
+    net.send(
+        p,
+        &Packet::Publish(publish("void", QoS::AtLeastOnce, Some(pid(1)), b"x")),
+    );
+    assert!(
+        matches!(&net.recv(p)[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::NoMatchingSubscribers)
+    );
+    net.subscribe(sub, "void", QoS::AtMostOnce);
+    net.send(
+        p,
+        &Packet::Publish(publish("void", QoS::ExactlyOnce, Some(pid(2)), b"x")),
+    );
+    assert!(
+        matches!(&net.recv(p)[..], [Packet::PubRec(a)] if a.reason_code == ReasonCode::Success)
+    );
+}
+
+#[test]
 fn qos2_outbound_flow() {
     let mut net = Net::new(2);
     let (sub, p) = pair(&mut net, V4);

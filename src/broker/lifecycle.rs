@@ -122,7 +122,8 @@ impl ShardCore {
 
     fn publish_will(&mut self, will: &Will, now: Instant) {
         self.stats.wills_published_count += 1;
-        self.publish_message(will_message(will, now), now);
+        // Nobody listening is no error for a will.
+        let _matched = self.publish_message(will_message(will, now), now);
     }
 
     /// Emits `Close`; the connection is forgotten when `take_outgoing` collects its last

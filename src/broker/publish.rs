@@ -75,10 +75,9 @@ impl ShardCore {
             }
         }
         let reason = match authorized {
-            Ok(()) => {
-                self.route_inbound(key, publish, now);
-                ReasonCode::Success
-            }
+            Ok(()) if self.route_inbound(key, publish, now) => ReasonCode::Success,
+            // MQTT 5 tells the publisher nobody was listening (3.x acks send no reason).
+            Ok(()) => ReasonCode::NoMatchingSubscribers,
             Err(reason) => {
                 self.stats.not_authorized_count += 1;
                 reason
@@ -87,7 +86,7 @@ impl ShardCore {
         match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => self.send_ack(conn, Packet::PubAck, id, reason),
             (QoS::ExactlyOnce, Some(id)) => {
-                if reason == ReasonCode::Success {
+                if !reason.is_error() {
                     if let Some(client) = self.clients.get_mut(&key) {
                         client.session.qos2.receive(id);
                     }
@@ -102,7 +101,8 @@ impl ShardCore {
         }
     }
 
-    fn route_inbound(&mut self, key: SessionKey, mut publish: Publish, now: Instant) {
+    /// Routes a client's PUBLISH; false if no subscriber anywhere matched.
+    fn route_inbound(&mut self, key: SessionKey, mut publish: Publish, now: Instant) -> bool {
         let expires_at = Message::expiry_from(publish.properties.message_expiry_interval_s, now);
         publish.dup = false;
         publish.packet_id = None;
@@ -112,16 +112,18 @@ impl ShardCore {
             expires_at,
             origin: Some(key),
         });
-        self.publish_message(message, now);
+        self.publish_message(message, now)
     }
 
-    /// A message from a client on this shard (or a will): retain it, then route it.
-    pub(super) fn publish_message(&mut self, message: Arc<Message>, now: Instant) {
+    /// A message from a client on this shard (or a will): retain it, then route it. False
+    /// if no subscription matched here and no other shard has one.
+    pub(super) fn publish_message(&mut self, message: Arc<Message>, now: Instant) -> bool {
         if message.publish.retain {
             self.store_retained(&message);
         }
         let mut matches = std::mem::take(&mut self.matches);
         self.trie.route(&message.publish.topic, &mut matches);
+        let matched = !matches.is_empty();
         for shard in matches.remote.iter() {
             self.outputs.push_back(Output::Mesh {
                 to: shard,
@@ -146,6 +148,7 @@ impl ShardCore {
         }
         self.deliver_local(&message, &mut matches.local, now);
         self.matches = matches;
+        matched
     }
 
     /// The message's retained copy goes to the shard owning its topic.
