@@ -735,3 +735,81 @@ fn deliveries_above_the_clients_maximum_packet_size_are_dropped_and_counted() {
     assert_eq!(payloads(&net.recv(sub)), vec!["fits"]);
     assert_eq!(net.cores[0].stats().packet_too_large_dropped_count, 1);
 }
+
+/// Plays one random sequence of subscribes, unsubscribes and publishes on a broker of
+/// `shards` shards; returns what each client received, in order, as (topic, payload, qos).
+fn play(shards: u16, seed: u64, steps: usize) -> Vec<Vec<(String, String, QoS)>> {
+    const FILTERS: [&str; 7] = ["a/b", "a/+", "a/#", "+/b", "#", "+/+/c", "b/#"];
+    const TOPICS: [&str; 5] = ["a/b", "a/c", "b/b", "a/b/c", "$SYS/b"];
+    let mut state = seed;
+    let mut next = move |n: usize| {
+        // xorshift64*: deterministic, good enough to pick among a handful.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    };
+    let mut net = Net::new(shards);
+    let clients: Vec<Sock> = (0..6)
+        .map(|i| net.client(if i % 2 == 0 { V5 } else { V4 }, &format!("c{i}")))
+        .collect();
+    let mut received = vec![Vec::new(); clients.len()];
+    let mut packet_id = 1u16;
+    for _ in 0..steps {
+        let c = next(clients.len());
+        let qos = if next(2) == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        packet_id = packet_id % 60_000 + 1;
+        match next(4) {
+            0 => net.send(
+                clients[c],
+                &subscribe(packet_id, &[(FILTERS[next(7)], options(qos))], None),
+            ),
+            1 => net.send(clients[c], &unsubscribe(packet_id, &[FILTERS[next(7)]])),
+            _ => {
+                let id = (qos != QoS::AtMostOnce).then(|| pid(packet_id));
+                let payload = format!("m{packet_id}");
+                let mut m = publish(TOPICS[next(5)], qos, id, b"");
+                m.payload = bytes::Bytes::from(payload);
+                net.send(clients[c], &Packet::Publish(m));
+            }
+        }
+        for (i, sock) in clients.iter().enumerate() {
+            for packet in net.recv(*sock) {
+                if let Packet::Publish(m) = packet {
+                    if let Some(id) = m.packet_id {
+                        net.send(*sock, &Packet::PubAck(ack(id)));
+                    }
+                    received[i].push((
+                        m.topic.to_string(),
+                        String::from_utf8_lossy(&m.payload).into_owned(),
+                        m.qos,
+                    ));
+                }
+            }
+        }
+    }
+    received
+}
+
+#[test]
+fn any_number_of_shards_delivers_exactly_what_one_shard_does() {
+    for seed in 1..=20u64 {
+        let one = play(1, seed * 7919, 150);
+        let total: usize = one.iter().map(Vec::len).sum();
+        assert!(
+            total > 0,
+            "seed {seed} delivered nothing: a useless sequence"
+        );
+        for shards in [2, 3, 5] {
+            assert_eq!(
+                play(shards, seed * 7919, 150),
+                one,
+                "seed {seed}, {shards} shards"
+            );
+        }
+    }
+}
