@@ -281,8 +281,12 @@ impl ShardCore {
 
     pub(super) fn topic_within_limits(&self, topic: &str) -> bool {
         let limits = &self.config.limits;
+        let max_levels = usize::from(limits.max_topic_levels);
+        // n levels need n - 1 separators: a topic shorter than the maximum cannot exceed it,
+        // which spares the common case a scan.
         topic.len() <= usize::from(limits.max_topic_length_bytes)
-            && topic.split('/').count() <= usize::from(limits.max_topic_levels)
+            && (topic.len() < max_levels
+                || topic.bytes().filter(|b| *b == b'/').count() < max_levels)
     }
 
     /// Client DISCONNECT: the will is discarded unless reason 0x04 asks for it.
