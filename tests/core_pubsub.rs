@@ -813,3 +813,29 @@ fn any_number_of_shards_delivers_exactly_what_one_shard_does() {
         }
     }
 }
+
+#[test]
+fn a_shared_group_follows_its_members_as_they_leave() {
+    let mut net = Net::new(3);
+    let a = net.client(V5, &net.id_on(1, "a"));
+    let b = net.client(V5, &net.id_on(2, "b"));
+    net.subscribe(a, "$share/g/t", QoS::AtMostOnce);
+    net.subscribe(b, "$share/g/t", QoS::AtMostOnce);
+    let p = net.client(V5, &net.id_on(0, "p"));
+    net.send(a, &unsubscribe(5, &["$share/g/t"]));
+    net.recv(a);
+    for _ in 0..10 {
+        net.publish(p, "t", QoS::AtMostOnce, b"m");
+    }
+    assert!(payloads(&net.recv(a)).is_empty());
+    assert_eq!(payloads(&net.recv(b)).len(), 10);
+    // The last member's session ends: nobody is left, nothing is undeliverable.
+    net.lose(b);
+    net.publish(p, "t", QoS::AtMostOnce, b"m");
+    let undeliverable: u64 = net
+        .cores
+        .iter()
+        .map(|c| c.stats().shared_undeliverable_count)
+        .sum();
+    assert_eq!(undeliverable, 0);
+}
