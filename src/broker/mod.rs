@@ -177,8 +177,10 @@ pub struct ShardCore {
 }
 
 impl ShardCore {
-    pub fn new(shard: ShardId, shard_count: u16, config: CoreConfig) -> ShardCore {
+    pub fn new(shard: ShardId, shard_count: u16, mut config: CoreConfig) -> ShardCore {
         assert!(shard.0 < shard_count, "shard {shard:?} of {shard_count}");
+        // Receive Maximum 0 does not exist on the wire: the least the broker can announce is 1.
+        config.limits.receive_maximum = config.limits.receive_maximum.max(1);
         // The broker-wide retained limit, split evenly over the partitions.
         let per_shard = config
             .limits
