@@ -155,3 +155,73 @@ fn fan_in_50_to_1_qos0() {
     report("fan-in 50→1 QoS 0", rounds * 50 * 10, started);
     assert_eq!(core.stats().messages_sent_count, rounds * 50 * 10);
 }
+
+fn qos1_publishes(topic: &str, count: u16) -> BytesMut {
+    let mut batch = BytesMut::new();
+    for id in 1..=count {
+        let p = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: TopicName::parse(topic).expect("valid"),
+            packet_id: PacketId::new(id),
+            properties: Default::default(),
+            payload: Bytes::from(vec![0x5A; 64]),
+        };
+        batch.extend_from_slice(&encode(&Packet::Publish(p)));
+    }
+    batch
+}
+
+#[test]
+#[ignore = "timing, run in release"]
+fn pairs_100_qos1() {
+    let now = Instant::now();
+    let mut core = ShardCore::new(ShardId(0), 1, CoreConfig::default());
+    for pair in 0..100u32 {
+        connect(&mut core, 2 * pair + 1, now);
+        let s = Subscribe {
+            packet_id: PacketId::new(1).expect("non-zero"),
+            properties: Default::default(),
+            filters: vec![(
+                TopicFilter::parse(format!("pair/{pair}")).expect("valid"),
+                SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..Default::default()
+                },
+            )],
+        };
+        core.received(ConnId(2 * pair + 1), &encode(&Packet::Subscribe(s)), now);
+        connect(&mut core, 2 * pair + 2, now);
+    }
+    drain(&mut core);
+    let per_round = 10u16;
+    let batches: Vec<BytesMut> = (0..100)
+        .map(|p| qos1_publishes(&format!("pair/{p}"), per_round))
+        .collect();
+    let rounds = 200u32;
+    // The core allocates outbound ids in sequence from 1; acknowledge them in that order.
+    let mut next_id = 1u16;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for (pair, batch) in batches.iter().enumerate() {
+            core.received(ConnId(2 * pair as u32 + 2), batch, now);
+        }
+        drain(&mut core);
+        let mut acks = BytesMut::new();
+        for _ in 0..per_round {
+            let id = PacketId::new(next_id).expect("non-zero");
+            next_id = id.next().get();
+            acks.extend_from_slice(&encode(&Packet::PubAck(culex::protocol::Ack::success(id))));
+        }
+        for pair in 0..100u32 {
+            core.received(ConnId(2 * pair + 1), &acks, now);
+        }
+        drain(&mut core);
+    }
+    report("100 pairs QoS 1", u64::from(rounds) * 100 * u64::from(per_round), started);
+    assert_eq!(
+        core.stats().messages_sent_count,
+        u64::from(rounds) * 100 * u64::from(per_round)
+    );
+}
