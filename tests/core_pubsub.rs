@@ -839,3 +839,27 @@ fn a_shared_group_follows_its_members_as_they_leave() {
         .sum();
     assert_eq!(undeliverable, 0);
 }
+
+#[test]
+fn inbound_qos2_state_survives_reconnection() {
+    let mut net = Net::new(2);
+    let sub = net.client(V4, &net.id_on(0, "s"));
+    net.subscribe(sub, "x", QoS::ExactlyOnce);
+    let id = net.id_on(1, "pub2");
+    let (p, _) = net.connect_on(0, connect(V4, &id, false));
+    let mut m = publish("x", QoS::ExactlyOnce, Some(pid(5)), b"once");
+    net.send(p, &Packet::Publish(m.clone()));
+    assert!(matches!(&net.recv(p)[..], [Packet::PubRec(_)]));
+    net.lose(p);
+    let (p, _) = net.connect_on(1, connect(V4, &id, false));
+    m.dup = true;
+    net.send(p, &Packet::Publish(m));
+    assert!(matches!(&net.recv(p)[..], [Packet::PubRec(_)]));
+    net.send(p, &Packet::PubRel(ack(pid(5))));
+    assert!(matches!(&net.recv(p)[..], [Packet::PubComp(_)]));
+    assert_eq!(
+        payloads(&net.recv(sub)),
+        vec!["once"],
+        "routed once across the reconnect"
+    );
+}
