@@ -422,3 +422,20 @@ fn shutdown_in_two_phases_publishes_each_will_once_before_closing() {
     assert!(net.recv(watcher).is_empty(), "the will went out once");
     assert_eq!(net.cores[1].stats().wills_published_count, 1);
 }
+
+#[test]
+fn deadlines_set_after_an_idle_sweep_are_still_honoured() {
+    let mut net = Net::new(1);
+    // A sweep with nothing pending, then a long quiet hour.
+    net.advance(Duration::from_secs(1));
+    let mut c = connect(V4, "late", true);
+    c.keep_alive_s = 2;
+    let (sock, _) = net.connect_on(0, c);
+    net.advance(Duration::from_secs(2));
+    assert!(!net.is_closed(sock));
+    net.advance(Duration::from_secs(1));
+    assert!(net.is_closed(sock), "3 s = 1.5 × 2 s keep alive");
+    let late = net.open(0, V4);
+    net.advance(Duration::from_secs(10));
+    assert!(net.is_closed(late), "connect timeout noted after the sweep");
+}

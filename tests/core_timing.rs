@@ -219,7 +219,11 @@ fn pairs_100_qos1() {
         }
         drain(&mut core);
     }
-    report("100 pairs QoS 1", u64::from(rounds) * 100 * u64::from(per_round), started);
+    report(
+        "100 pairs QoS 1",
+        u64::from(rounds) * 100 * u64::from(per_round),
+        started,
+    );
     assert_eq!(
         core.stats().messages_sent_count,
         u64::from(rounds) * 100 * u64::from(per_round)

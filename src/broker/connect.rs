@@ -156,6 +156,9 @@ impl ShardCore {
         if let Some(client) = self.clients.get_mut(&key) {
             client.conn = Some(conn);
         }
+        if let Some(deadline) = self.conns.get(&conn).and_then(|c| c.keepalive.deadline()) {
+            self.note_deadline(deadline);
+        }
         if self.conns.get(&conn).is_some_and(|c| c.will.is_some()) {
             self.record(DurableChange::WillSet { session: key });
         }

@@ -10,6 +10,9 @@ use crate::session::{will::will_message, will_due_at, PendingWill, SessionKey};
 use super::conn::Phase;
 use super::{ConnId, DurableChange, MeshMessage, Output, ShardCore};
 
+/// With no deadline pending, the sweep still runs this often (seconds).
+const IDLE_SWEEP_S: u64 = 3600;
+
 /// The CONNACK a 3.x server sends for a protocol level it does not speak: return code 1.
 const CONNACK_UNACCEPTABLE_PROTOCOL: [u8; 4] = [0x20, 0x02, 0x00, 0x01];
 
@@ -101,6 +104,9 @@ impl ShardCore {
             client.conn = None;
         }
         client.session.detach(now);
+        if let Some(at) = client.session.expires_at {
+            self.note_deadline(at);
+        }
         Some((key, will))
     }
 
@@ -116,6 +122,7 @@ impl ShardCore {
         if due <= now {
             self.publish_will(&will, now);
         } else {
+            self.note_deadline(due);
             self.pending_wills.push(PendingWill { session, will, due });
         }
     }
@@ -170,6 +177,11 @@ impl ShardCore {
     }
 
     pub(super) fn sweep(&mut self, now: Instant) {
+        // Retained expiries are kept sorted by the store: checking costs one look.
+        self.retained.remove_expired(now);
+        if self.next_sweep_at.is_some_and(|next| now < next) {
+            return;
+        }
         let mut timed_out = Vec::new();
         let mut silent = Vec::new();
         for (id, c) in &self.conns {
@@ -206,7 +218,27 @@ impl ShardCore {
         for pending in due {
             self.publish_will(&pending.will, now);
         }
-        self.retained.remove_expired(now);
+        // With no deadline ahead, a safety sweep still runs once in a while.
+        self.next_sweep_at = Some(
+            self.earliest_deadline()
+                .unwrap_or(now + std::time::Duration::from_secs(IDLE_SWEEP_S)),
+        );
+    }
+
+    /// The earliest deadline still ahead, if any.
+    fn earliest_deadline(&self) -> Option<Instant> {
+        let conns = self.conns.values().filter_map(|c| match c.phase {
+            Phase::AwaitingConnect { deadline } => Some(deadline),
+            Phase::Connected => c.keepalive.deadline(),
+            Phase::Closing => None,
+        });
+        let sessions = self
+            .clients
+            .values()
+            .filter(|c| c.conn.is_none())
+            .filter_map(|c| c.session.expires_at);
+        let wills = self.pending_wills.iter().map(|w| w.due);
+        conns.chain(sessions).chain(wills).min()
     }
 
     pub(super) fn shut_down(&mut self, now: Instant) {

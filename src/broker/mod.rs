@@ -173,6 +173,10 @@ pub struct ShardCore {
     outputs: VecDeque<Output>,
     /// The latest time any entry point was given, for work done in `take_outgoing`.
     last_now: Option<Instant>,
+    /// No deadline (connect, keepalive, session expiry, will delay) falls before this, so
+    /// a tick before it skips the sweep. Deadlines only move later once set, and every new
+    /// one lowers it, so it stays a lower bound. `None`: not yet computed, sweep next tick.
+    next_sweep_at: Option<Instant>,
     stats: Stats,
 }
 
@@ -204,6 +208,7 @@ impl ShardCore {
             pending_wills: Vec::new(),
             outputs: VecDeque::new(),
             last_now: None,
+            next_sweep_at: None,
             stats: Stats::default(),
         }
     }
@@ -233,6 +238,7 @@ impl ShardCore {
         let timeout =
             std::time::Duration::from_millis(u64::from(self.config.limits.connect_timeout_ms));
         self.conns.insert(conn, Conn::new(conn, now + timeout));
+        self.note_deadline(now + timeout);
         self.stats.connections_opened_count += 1;
         self.stats.connections_current += 1;
     }
@@ -333,6 +339,13 @@ impl ShardCore {
             self.drain(key, now);
         }
         out
+    }
+
+    /// A new deadline at `at`: the sweep must not sleep past it.
+    fn note_deadline(&mut self, at: Instant) {
+        if self.next_sweep_at.is_some_and(|next| at < next) {
+            self.next_sweep_at = Some(at);
+        }
     }
 
     /// The one place durable state changes pass; a per-shard log will hook it.
