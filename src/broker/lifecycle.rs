@@ -164,6 +164,7 @@ impl ShardCore {
             self.unsubscribe_one(key, filter);
         }
         self.clients.remove(&key);
+        self.pending_retained.retain(|_, p| p.session != key);
         self.record(DurableChange::SessionEnded { session: key });
         if let Some(now) = now {
             let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_wills)
