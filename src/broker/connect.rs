@@ -41,7 +41,7 @@ impl ShardCore {
             if home != self.shard {
                 // The home shard sees this client's bytes from the start, in order.
                 self.conns.remove(&conn);
-                self.stats.connections_current -= 1;
+                self.stats.connections_current = self.stats.connections_current.saturating_sub(1);
                 self.stats.hand_offs_count += 1;
                 self.outputs.push_back(Output::HandOff {
                     conn,

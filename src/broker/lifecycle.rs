@@ -145,7 +145,7 @@ impl ShardCore {
 
     pub(super) fn forget_conn(&mut self, conn: ConnId) {
         if self.conns.remove(&conn).is_some() {
-            self.stats.connections_current -= 1;
+            self.stats.connections_current = self.stats.connections_current.saturating_sub(1);
         }
     }
 

@@ -224,7 +224,7 @@ impl ShardCore {
         let Some(pending) = self.pending_retained.get_mut(&query) else {
             return;
         };
-        pending.replies_left -= 1;
+        pending.replies_left = pending.replies_left.saturating_sub(1);
         let (key, entry) = (pending.session, pending.entry);
         if pending.replies_left == 0 {
             self.pending_retained.remove(&query);
