@@ -253,6 +253,22 @@ fn no_local_skips_the_publisher_only() {
 }
 
 #[test]
+fn no_local_does_not_confuse_clients_of_different_shards() {
+    // The first session on each shard gets the same shard-local key.
+    let mut net = Net::new(2);
+    let sub = net.client(V5, &net.id_on(1, "first-on-1"));
+    let p = net.client(V5, &net.id_on(0, "first-on-0"));
+    let no_local = SubscriptionOptions {
+        no_local: true,
+        ..options(QoS::AtMostOnce)
+    };
+    net.send(sub, &subscribe(1, &[("nl", no_local)], None));
+    net.recv(sub);
+    net.publish(p, "nl", QoS::AtMostOnce, b"from another client");
+    assert_eq!(payloads(&net.recv(sub)), vec!["from another client"]);
+}
+
+#[test]
 fn retain_flag_on_live_messages_follows_retain_as_published() {
     let mut net = Net::new(2);
     let rap = net.client(V5, &net.id_on(1, "rap"));

@@ -285,7 +285,8 @@ impl ShardCore {
             MeshMessage::Publish { message } => {
                 let mut matches = std::mem::take(&mut self.matches);
                 self.trie.route_local(&message.publish.topic, &mut matches);
-                self.deliver_local(&message, &mut matches.local, now);
+                // The publisher lives on `from`: its key means nothing here.
+                self.deliver_local(&message, &mut matches.local, false, now);
                 self.matches = matches;
             }
             MeshMessage::SharedPublish { filter, message } => {

@@ -146,7 +146,7 @@ impl ShardCore {
                 }),
             }
         }
-        self.deliver_local(&message, &mut matches.local, now);
+        self.deliver_local(&message, &mut matches.local, true, now);
         self.matches = matches;
         matched
     }
@@ -187,11 +187,13 @@ impl ShardCore {
     }
 
     /// Delivers to this shard's matching subscribers: one copy per session, at the highest
-    /// QoS its matching subscriptions grant, with every subscription identifier.
+    /// QoS its matching subscriptions grant, with every subscription identifier. No Local
+    /// applies only on the publisher's own shard: `origin` is a key of that shard.
     pub(super) fn deliver_local(
         &mut self,
         message: &Arc<Message>,
         entries: &mut Vec<(SessionKey, SubscriptionEntry)>,
+        apply_no_local: bool,
         now: Instant,
     ) {
         // Overlapping filters list a session once per filter: sort to group them.
@@ -203,7 +205,7 @@ impl ShardCore {
             let key = entries[start].0;
             let end = start + entries[start..].partition_point(|(k, _)| *k == key);
             let group = entries[start..end].iter().map(|(_, e)| e);
-            self.deliver_to(key, message, group, true, now);
+            self.deliver_to(key, message, group, apply_no_local, now);
             start = end;
         }
         entries.clear();
