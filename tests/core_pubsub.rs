@@ -879,3 +879,31 @@ fn inbound_qos2_state_survives_reconnection() {
         "routed once across the reconnect"
     );
 }
+
+#[test]
+fn an_expired_session_is_not_resumed_even_before_the_sweep() {
+    let mut net = Net::new(1);
+    let watcher = net.client(V5, "w");
+    net.subscribe(watcher, "lw", QoS::AtMostOnce);
+    let mut c = connect(V5, "brief", true);
+    c.properties.session_expiry_interval_s = Some(5);
+    let mut w = will("lw", b"gone", QoS::AtMostOnce, false);
+    w.properties.will_delay_interval_s = Some(3);
+    c.will = Some(w);
+    let (sock, _) = net.connect_on(0, c.clone());
+    net.lose(sock);
+    // Time passes without a tick.
+    net.now += Duration::from_secs(6);
+    c.clean_start = false;
+    c.will = None;
+    let (_sock, connack) = net.connect_on(0, c);
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert!(!connack.session_present, "the session had expired");
+    assert_eq!(
+        payloads(&net.recv(watcher)),
+        vec!["gone"],
+        "its will was due"
+    );
+}
