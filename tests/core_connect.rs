@@ -439,3 +439,13 @@ fn deadlines_set_after_an_idle_sweep_are_still_honoured() {
     net.advance(Duration::from_secs(10));
     assert!(net.is_closed(late), "connect timeout noted after the sweep");
 }
+
+#[test]
+fn mqtt31_connack_never_sets_the_reserved_session_present_bit() {
+    let mut net = Net::new(1);
+    let (sock, _) = net.connect_on(0, connect(V3, "old31", false));
+    net.lose(sock);
+    let sock = net.open(0, V3);
+    net.send(sock, &Packet::Connect(Box::new(connect(V3, "old31", false))));
+    assert_eq!(net.recv_raw(sock), vec![0x20, 0x02, 0x00, 0x00]);
+}

@@ -174,7 +174,8 @@ impl ShardCore {
         self.send(
             conn,
             &Packet::ConnAck(ConnAck {
-                session_present,
+                // MQTT 3.1 has no Session Present flag: the byte is reserved, sent as 0.
+                session_present: session_present && version != ProtocolVersion::V3_1,
                 reason_code: ReasonCode::Success,
                 properties,
             }),
