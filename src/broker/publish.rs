@@ -326,6 +326,7 @@ impl ShardCore {
         };
         let session = &mut client.session;
         let mut sent = Vec::new();
+        let mut dropped_count = 0;
         while conn.out.len() < max_out && session.inflight.has_room() {
             let Some(delivery) = session.queue.pop() else {
                 break;
@@ -333,10 +334,12 @@ impl ShardCore {
             match fits(conn, &delivery, now) {
                 Err(WriteRefused::Expired) => {
                     self.stats.messages_expired_count += 1;
+                    dropped_count += 1;
                     continue;
                 }
                 Err(WriteRefused::TooLarge) => {
                     self.stats.packet_too_large_dropped_count += 1;
+                    dropped_count += 1;
                     continue;
                 }
                 Ok(()) => {}
@@ -345,6 +348,12 @@ impl ShardCore {
                 .then(|| session.inflight.insert(delivery.clone()));
             write_delivery(conn, &delivery, id, false, now, &mut self.stats);
             sent.extend(id);
+        }
+        if dropped_count > 0 {
+            self.record(DurableChange::QueueDropped {
+                session: key,
+                dropped_count,
+            });
         }
         for id in sent {
             self.record(DurableChange::InflightSent {
