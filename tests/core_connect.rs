@@ -446,6 +446,32 @@ fn mqtt31_connack_never_sets_the_reserved_session_present_bit() {
     let (sock, _) = net.connect_on(0, connect(V3, "old31", false));
     net.lose(sock);
     let sock = net.open(0, V3);
-    net.send(sock, &Packet::Connect(Box::new(connect(V3, "old31", false))));
+    net.send(
+        sock,
+        &Packet::Connect(Box::new(connect(V3, "old31", false))),
+    );
     assert_eq!(net.recv_raw(sock), vec![0x20, 0x02, 0x00, 0x00]);
+}
+
+#[test]
+fn bytes_after_connect_travel_with_the_hand_off() {
+    let mut net = Net::new(2);
+    let id = net.id_on(1, "eager");
+    let sock = net.open(0, V4);
+    let mut bytes = bytes::BytesMut::new();
+    Packet::Connect(Box::new(connect(V4, &id, true)))
+        .encode(V4, &mut bytes)
+        .expect("encodes");
+    subscribe(7, &[("e", options(QoS::AtMostOnce))], None)
+        .encode(V4, &mut bytes)
+        .expect("encodes");
+    Packet::PingReq.encode(V4, &mut bytes).expect("encodes");
+    // Everything in one read, the last packet cut short.
+    net.send_raw(sock, &bytes[..bytes.len() - 1]);
+    net.send_raw(sock, &bytes[bytes.len() - 1..]);
+    let got = net.recv(sock);
+    assert_eq!(net.shard_of(sock), 1);
+    assert!(matches!(got[0], Packet::ConnAck(_)));
+    assert!(matches!(&got[1], Packet::SubAck(ack) if ack.packet_id == pid(7)));
+    assert_eq!(got[2], Packet::PingResp);
 }
