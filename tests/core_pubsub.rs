@@ -752,7 +752,8 @@ fn deliveries_above_the_clients_maximum_packet_size_are_dropped_and_counted() {
     assert_eq!(net.cores[0].stats().packet_too_large_dropped_count, 1);
 }
 
-/// Plays one random sequence of subscribes, unsubscribes and publishes on a broker of
+/// Plays one random sequence of subscribes, unsubscribes, publishes, disconnections and
+/// reconnections (persistent sessions, accepted on a random shard) on a broker of
 /// `shards` shards; returns what each client received, in order, as (topic, payload, qos).
 fn play(shards: u16, seed: u64, steps: usize) -> Vec<Vec<(String, String, QoS)>> {
     const FILTERS: [&str; 7] = ["a/b", "a/+", "a/#", "+/b", "#", "+/+/c", "b/#"];
@@ -766,9 +767,15 @@ fn play(shards: u16, seed: u64, steps: usize) -> Vec<Vec<(String, String, QoS)>>
         (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
     };
     let mut net = Net::new(shards);
-    let clients: Vec<Sock> = (0..6)
-        .map(|i| net.client(if i % 2 == 0 { V5 } else { V4 }, &format!("c{i}")))
-        .collect();
+    // Persistent sessions, so that going offline queues QoS 1 and coming back resends.
+    let session = |i: usize| {
+        let version = if i % 2 == 0 { V5 } else { V4 };
+        let mut c = connect(version, &format!("c{i}"), false);
+        c.properties.session_expiry_interval_s = version.is_v5().then_some(3600);
+        c
+    };
+    let mut clients: Vec<Sock> = (0..6).map(|i| net.connect_on(0, session(i)).0).collect();
+    let mut online = vec![true; clients.len()];
     let mut received = vec![Vec::new(); clients.len()];
     let mut packet_id = 1u16;
     for _ in 0..steps {
@@ -779,21 +786,34 @@ fn play(shards: u16, seed: u64, steps: usize) -> Vec<Vec<(String, String, QoS)>>
             QoS::AtLeastOnce
         };
         packet_id = packet_id % 60_000 + 1;
-        match next(4) {
-            0 => net.send(
-                clients[c],
-                &subscribe(packet_id, &[(FILTERS[next(7)], options(qos))], None),
-            ),
-            1 => net.send(clients[c], &unsubscribe(packet_id, &[FILTERS[next(7)]])),
-            _ => {
-                let id = (qos != QoS::AtMostOnce).then(|| pid(packet_id));
-                let payload = format!("m{packet_id}");
-                let mut m = publish(TOPICS[next(5)], qos, id, b"");
-                m.payload = bytes::Bytes::from(payload);
-                net.send(clients[c], &Packet::Publish(m));
+        let op = next(5);
+        if !online[c] || op == 4 {
+            if online[c] {
+                net.lose(clients[c]);
+            } else {
+                clients[c] = net.connect_on(next(shards as usize), session(c)).0;
+            }
+            online[c] = !online[c];
+        } else {
+            match op {
+                0 => net.send(
+                    clients[c],
+                    &subscribe(packet_id, &[(FILTERS[next(7)], options(qos))], None),
+                ),
+                1 => net.send(clients[c], &unsubscribe(packet_id, &[FILTERS[next(7)]])),
+                _ => {
+                    let id = (qos != QoS::AtMostOnce).then(|| pid(packet_id));
+                    let payload = format!("m{packet_id}");
+                    let mut m = publish(TOPICS[next(5)], qos, id, b"");
+                    m.payload = bytes::Bytes::from(payload);
+                    net.send(clients[c], &Packet::Publish(m));
+                }
             }
         }
         for (i, sock) in clients.iter().enumerate() {
+            if !online[i] {
+                continue;
+            }
             for packet in net.recv(*sock) {
                 if let Packet::Publish(m) = packet {
                     if let Some(id) = m.packet_id {
