@@ -475,3 +475,44 @@ fn bytes_after_connect_travel_with_the_hand_off() {
     assert!(matches!(&got[1], Packet::SubAck(ack) if ack.packet_id == pid(7)));
     assert_eq!(got[2], Packet::PingResp);
 }
+
+#[test]
+fn writable_is_emitted_once_per_empty_to_non_empty_buffer() {
+    use culex::broker::{ConnId, CoreConfig, Output, ShardCore, ShardId};
+    let now = std::time::Instant::now();
+    let mut core = ShardCore::new(ShardId(0), 1, CoreConfig::default());
+    let encode = |p: &Packet| {
+        let mut b = bytes::BytesMut::new();
+        p.encode(V4, &mut b).expect("encodes");
+        b
+    };
+    for conn in [1, 2] {
+        core.connection_opened(ConnId(conn), now);
+        let c = connect(V4, &format!("w{conn}"), true);
+        core.received(ConnId(conn), &encode(&Packet::Connect(Box::new(c))), now);
+    }
+    core.received(
+        ConnId(1),
+        &encode(&subscribe(1, &[("t", options(QoS::AtMostOnce))], None)),
+        now,
+    );
+    let writable = |core: &mut ShardCore| {
+        std::iter::from_fn(|| core.poll_output())
+            .filter(|o| matches!(o, Output::Writable { conn: ConnId(1) }))
+            .count()
+    };
+    // CONNACK and SUBACK sit in one buffer: one signal.
+    assert_eq!(writable(&mut core), 1);
+    let msg = encode(&Packet::Publish(publish("t", QoS::AtMostOnce, None, b"x")));
+    core.received(ConnId(2), &msg, now);
+    core.received(ConnId(2), &msg, now);
+    assert_eq!(writable(&mut core), 0, "still not taken: no new signal");
+    let taken = core.take_outgoing(ConnId(1));
+    assert!(taken.len() > 10, "CONNACK, SUBACK and two PUBLISHes");
+    core.received(ConnId(2), &msg, now);
+    assert_eq!(
+        writable(&mut core),
+        1,
+        "empty again, then bytes: signal again"
+    );
+}
