@@ -695,6 +695,31 @@ fn message_expiry_counts_down_and_expired_messages_are_not_delivered() {
 }
 
 #[test]
+fn an_unacknowledged_message_that_expired_offline_frees_its_slot() {
+    let mut net = Net::new(1);
+    let mut c = connect(V5, "slow", true);
+    c.properties.session_expiry_interval_s = Some(600);
+    c.properties.receive_maximum = NonZeroU16::new(1);
+    let (sub, _) = net.connect_on(0, c.clone());
+    net.subscribe(sub, "e", QoS::AtLeastOnce);
+    let p = net.client(V5, "p");
+    let mut m = publish("e", QoS::AtLeastOnce, Some(pid(1)), b"short-lived");
+    m.properties.message_expiry_interval_s = Some(2);
+    net.send(p, &Packet::Publish(m));
+    assert_eq!(payloads(&net.recv(sub)), vec!["short-lived"]);
+    net.lose(sub); // never acknowledged
+    net.publish(p, "e", QoS::AtLeastOnce, b"next");
+    net.advance(Duration::from_secs(3));
+    c.clean_start = false;
+    let (sub, _) = net.connect_on(0, c);
+    assert_eq!(
+        payloads(&net.recv(sub)),
+        vec!["next"],
+        "the window of 1 is free for it"
+    );
+}
+
+#[test]
 fn client_receive_maximum_bounds_the_inflight_window() {
     let mut net = Net::new(2);
     let sub_id = net.id_on(1, "slowack");

@@ -373,14 +373,29 @@ impl ShardCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        for (id, state) in client.session.inflight.iter() {
-            match state {
-                InflightState::Published(delivery) => {
-                    write_delivery(c, delivery, Some(*id), true, now, &mut self.stats);
+        // A message that expired meanwhile, or no longer fits the client's maximum, cannot
+        // be resent: it leaves the window (counted) rather than holding its slot forever.
+        let stats = &mut self.stats;
+        client.session.inflight.retain(|id, state| match state {
+            InflightState::Published(delivery) => match fits(c, delivery, now) {
+                Ok(()) => {
+                    write_delivery(c, delivery, Some(id), true, now, stats);
+                    true
                 }
-                InflightState::Released => c.write(&Packet::PubRel(Ack::success(*id))),
+                Err(WriteRefused::Expired) => {
+                    stats.messages_expired_count += 1;
+                    false
+                }
+                Err(WriteRefused::TooLarge) => {
+                    stats.packet_too_large_dropped_count += 1;
+                    false
+                }
+            },
+            InflightState::Released => {
+                c.write(&Packet::PubRel(Ack::success(id)));
+                true
             }
-        }
+        });
         self.drain(key, now);
         self.signal(conn);
     }
