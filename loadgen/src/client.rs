@@ -70,13 +70,12 @@ pub async fn run(core: Rc<Core>, plan: ClientPlan, slot: usize) {
         } => {
             ready.mark();
             let qos = QoS::from_bits(core.scenario.qos).unwrap_or(QoS::AtMostOnce);
-            let r = if qos == QoS::AtMostOnce {
-                publish_qos0(&core, stream, slot, publisher_id, topic).await
+            if qos == QoS::AtMostOnce {
+                publish_qos0(&core, stream, slot, publisher_id, topic, &mut pub_done).await
             } else {
-                publish_acked(&core, stream, rbuf, slot, publisher_id, topic, qos).await
-            };
-            pub_done.mark();
-            r
+                let done = &mut pub_done;
+                publish_acked(&core, stream, rbuf, slot, publisher_id, topic, qos, done).await
+            }
         }
         Role::Subscriber {
             ref filter,
@@ -413,6 +412,7 @@ async fn publish_qos0(
     slot: usize,
     publisher_id: u32,
     topic: &str,
+    done: &mut PublisherGuard<'_>,
 ) -> Result<(), ()> {
     if !wait_for_run(core, slot).await {
         return Ok(());
@@ -423,9 +423,10 @@ async fn publish_qos0(
     let mut out = Vec::with_capacity(WRITE_BATCH_BYTES + 1024);
     let keepalive_ns = u64::from(sc.keepalive_s) * 500_000_000;
     let mut last_write_ns = core.now_ns();
+    let mut stopped = false;
     let result = loop {
-        let flags = core.slots.take(slot);
-        if flags & STOP != 0 {
+        if core.slots.take(slot) & STOP != 0 {
+            stopped = true;
             break Ok(());
         }
         let now = core.now_ns();
@@ -453,8 +454,18 @@ async fn publish_qos0(
             core.shared.sent_count.fetch_add(n, Ordering::Relaxed);
         }
     };
+    done.mark();
+    if result.is_ok() && !stopped {
+        hold_until_stop(core, slot).await;
+    }
     finish(&mut stream).await;
     result
+}
+
+/// Keeps a finished publisher connected until the run stops, so connections held at the end
+/// counts every client that survived.
+async fn hold_until_stop(core: &Core, slot: usize) {
+    while core.slots.wait(slot).await & STOP == 0 {}
 }
 
 /// What a QoS 1/2 publisher's writer and its ack reader share.
@@ -478,6 +489,7 @@ async fn publish_acked(
     publisher_id: u32,
     topic: &str,
     qos: QoS,
+    done: &mut PublisherGuard<'_>,
 ) -> Result<(), ()> {
     if !wait_for_run(core, slot).await {
         return Ok(());
@@ -546,6 +558,10 @@ async fn publish_acked(
             Duration::from_millis(10)
         };
         or(inflight.wake_writer.notified(), glommio::timer::sleep(wait)).await;
+    }
+    done.mark();
+    if result.is_ok() {
+        hold_until_stop(core, slot).await;
     }
     let mut bye = Vec::new();
     wire::put_disconnect(&mut bye);

@@ -64,7 +64,7 @@ struct Output {
     #[arg(long)]
     broker_pid: Option<u32>,
     /// No progress lines.
-    #[arg(long, short)]
+    #[arg(long)]
     quiet: bool,
 }
 
@@ -302,6 +302,12 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn cpu_and_source_lists() {
