@@ -247,7 +247,7 @@ impl<'a> Progress<'a> {
         let sent = self.shared.sent_count.load(Ordering::Relaxed);
         let received = self.shared.received_count.load(Ordering::Relaxed);
         if !self.quiet {
-            let p99 = if self.second.len() > 0 {
+            let p99 = if !self.second.is_empty() {
                 fmt_ns(self.second.value_at_quantile(0.99))
             } else {
                 "-".into()
