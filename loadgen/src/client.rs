@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::scenario::{ClientPlan, Role};
 use crate::schedule::Schedule;
-use crate::signal::{Notify, DROP, PING, RUN, STOP};
+use crate::signal::{Notify, DROP, FLOW, PING, RUN, STOP};
 use crate::stamp::Stamp;
 use crate::track::SeqTracker;
 use crate::wire::{self, Frame};
@@ -30,6 +30,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// A subscriber reads this much at once: hundreds of small messages per system call.
 const SUBSCRIBER_READ_BYTES: usize = 256 * 1024;
+/// A publisher held back by the outstanding limit looks again after this long when no
+/// subscriber on its core wakes it first.
+const FLOW_RECHECK: Duration = Duration::from_millis(2);
 
 pub async fn run(core: Rc<Core>, plan: ClientPlan, slot: usize) {
     let mut ready = ReadyGuard {
@@ -430,9 +433,29 @@ async fn publish_qos0(
             break Ok(());
         }
         let now = core.now_ns();
-        let Some(n) = pacer.due(now, batch_max) else {
+        let Some(mut n) = pacer.due(now, batch_max) else {
             break Ok(());
         };
+        if pacer.schedule == Schedule::Max && core.receivers_per_message > 0 {
+            let shared = &core.shared;
+            let delivered =
+                shared.unique_count.load(Ordering::Relaxed) / core.receivers_per_message;
+            let outstanding = shared.sent_count.load(Ordering::Relaxed).saturating_sub(delivered);
+            n = n.min(core.outstanding_max.saturating_sub(outstanding));
+            if n == 0 {
+                core.flow_waiters.borrow_mut().push(slot);
+                let flags = or(core.slots.wait(slot), async {
+                    glommio::timer::sleep(FLOW_RECHECK).await;
+                    0
+                })
+                .await;
+                if flags & STOP != 0 {
+                    stopped = true;
+                    break Ok(());
+                }
+                continue;
+            }
+        }
         if n == 0 {
             if keepalive_ns > 0 && now - last_write_ns > keepalive_ns {
                 wire::put_pingreq(&mut out);
@@ -782,6 +805,8 @@ async fn subscribe(
                 if rx.process(core, &mut rbuf, ready).is_err() {
                     return Err(());
                 }
+                let waiters = std::mem::take(&mut *core.flow_waiters.borrow_mut());
+                waiters.into_iter().for_each(|s| core.slots.raise(s, FLOW));
             }
             Event::Flags(flags) if flags & STOP != 0 => break,
             Event::Flags(flags) if flags & DROP != 0 => {

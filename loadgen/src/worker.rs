@@ -77,6 +77,14 @@ pub struct Core {
     pub stats: RefCell<CoreStats>,
     pub interval: RefCell<Interval>,
     pub slots: Slots,
+    /// Subscriber deliveries each message should make (0: nobody of ours listens).
+    pub receivers_per_message: u64,
+    /// Unpaced QoS 0 publishers pause while this many messages are published but not yet
+    /// delivered: the broker's own pace sets the rate instead of an ever-growing backlog.
+    pub outstanding_max: u64,
+    /// Publisher slots waiting for deliveries (see `outstanding_max`); subscribers on this
+    /// core wake them, others are woken by a short timer.
+    pub flow_waiters: RefCell<Vec<usize>>,
 }
 
 impl Core {
@@ -119,11 +127,15 @@ pub fn start(
         let scenario = scenario.clone();
         let shared = shared.clone();
         let intervals = intervals.clone();
+        let flow = (
+            plan.receivers_per_message,
+            plan.publishers as u64 * u64::from(scenario.max_inflight),
+        );
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("loadgen-{cpu}"))
             .io_memory(scenario.io_memory_bytes)
             .spawn(
-                move || async move { run_core(scenario, clients, addr, shared, intervals).await },
+                move || async move { run_core(scenario, clients, addr, shared, intervals, flow).await },
             )
             .map_err(|e| {
                 format!(
@@ -142,6 +154,7 @@ async fn run_core(
     addr: SocketAddr,
     shared: Arc<Shared>,
     intervals: Sender<Interval>,
+    (receivers_per_message, outstanding_max): (u64, u64),
 ) -> CoreStats {
     let core = Rc::new(Core {
         shared,
@@ -153,6 +166,9 @@ async fn run_core(
             latency_uncorrected: new_histogram(),
         }),
         slots: Slots::with_len(clients.len()),
+        receivers_per_message,
+        outstanding_max,
+        flow_waiters: RefCell::new(Vec::new()),
     });
     let drop_slot = clients.iter().position(|c| {
         core.scenario.drop_subscriber_after_s > 0.0
