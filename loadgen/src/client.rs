@@ -224,11 +224,17 @@ async fn connect(core: &Core, plan: &ClientPlan) -> Result<(TcpStream, ReadBuf),
             .bind(&SocketAddr::new(source, 0).into())
             .map_err(|e| io_reason("bind", &e))?;
     }
-    // A blocking connect: on loopback the handshake completes inside the call, and glommio
-    // offers no connect on a socket bound beforehand.
+    // Glommio offers no connect on a socket bound beforehand, so connect without blocking the
+    // executor and let the first write wait: a send on a socket still in SYN_SENT returns
+    // EAGAIN, glommio then polls for writability, which comes with the handshake's end.
     socket
-        .connect_timeout(&core.addr.into(), CONNECT_TIMEOUT)
-        .map_err(|e| io_reason("connect", &e))?;
+        .set_nonblocking(true)
+        .map_err(|e| io_reason("socket", &e))?;
+    match socket.connect(&core.addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(io_reason("connect", &e)),
+    }
     let _ = socket.set_nodelay(true);
     // SAFETY: `into_raw_fd` hands over the only owner of a connected TCP socket's descriptor;
     // the glommio stream becomes its sole owner and closes it.
@@ -255,7 +261,7 @@ async fn connect(core: &Core, plan: &ClientPlan) -> Result<(TcpStream, ReadBuf),
         stream
             .write_all(&out)
             .await
-            .map_err(|e| io_reason("write CONNECT", &e))?;
+            .map_err(|e| io_reason("connect", &e))?;
         loop {
             if let Some((frame, packet)) =
                 rbuf.next_frame().map_err(|e| io_reason("CONNACK", &e))?
@@ -440,15 +446,24 @@ async fn publish_qos0(
             let shared = &core.shared;
             let delivered =
                 shared.unique_count.load(Ordering::Relaxed) / core.receivers_per_message;
-            let outstanding = shared.sent_count.load(Ordering::Relaxed).saturating_sub(delivered);
+            let outstanding = shared
+                .sent_count
+                .load(Ordering::Relaxed)
+                .saturating_sub(delivered);
             n = n.min(core.outstanding_max.saturating_sub(outstanding));
             if n == 0 {
                 core.flow_waiters.borrow_mut().push(slot);
-                let flags = or(core.slots.wait(slot), async {
-                    glommio::timer::sleep(FLOW_RECHECK).await;
-                    0
-                })
-                .await;
+                // With subscribers on this core, their deliveries wake us (and the control
+                // task does every tick, should deliveries stop): no timer per wait.
+                let flags = if core.local_subscribers {
+                    core.slots.wait(slot).await
+                } else {
+                    or(core.slots.wait(slot), async {
+                        glommio::timer::sleep(FLOW_RECHECK).await;
+                        0
+                    })
+                    .await
+                };
                 if flags & STOP != 0 {
                     stopped = true;
                     break Ok(());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::client;
 use crate::report::{new_histogram, CoreStats};
 use crate::scenario::{ClientPlan, Kind, Plan, Scenario};
-use crate::signal::{Slots, DROP, PING, RUN, STOP};
+use crate::signal::{Slots, DROP, FLOW, PING, RUN, STOP};
 
 pub const PHASE_SETUP: u8 = 0;
 pub const PHASE_RUN: u8 = 1;
@@ -85,6 +85,8 @@ pub struct Core {
     /// Publisher slots waiting for deliveries (see `outstanding_max`); subscribers on this
     /// core wake them, others are woken by a short timer.
     pub flow_waiters: RefCell<Vec<usize>>,
+    /// Whether any subscriber runs on this core (and so wakes `flow_waiters`).
+    pub local_subscribers: bool,
 }
 
 impl Core {
@@ -134,9 +136,9 @@ pub fn start(
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("loadgen-{cpu}"))
             .io_memory(scenario.io_memory_bytes)
-            .spawn(
-                move || async move { run_core(scenario, clients, addr, shared, intervals, flow).await },
-            )
+            .spawn(move || async move {
+                run_core(scenario, clients, addr, shared, intervals, flow).await
+            })
             .map_err(|e| {
                 format!(
                     "cannot start an executor on core {cpu}: {e} (io_uring disabled, core \
@@ -169,6 +171,9 @@ async fn run_core(
         receivers_per_message,
         outstanding_max,
         flow_waiters: RefCell::new(Vec::new()),
+        local_subscribers: clients
+            .iter()
+            .any(|c| matches!(c.role, crate::scenario::Role::Subscriber { .. })),
     });
     let drop_slot = clients.iter().position(|c| {
         core.scenario.drop_subscriber_after_s > 0.0
@@ -224,6 +229,8 @@ async fn control(core: &Core, drop_slot: Option<usize>, intervals: &Sender<Inter
                 core.slots.raise(slot, DROP);
             }
         }
+        let waiters = std::mem::take(&mut *core.flow_waiters.borrow_mut());
+        waiters.into_iter().for_each(|s| core.slots.raise(s, FLOW));
         if tick % 10 == 0 {
             let _ = intervals.send(core.take_interval());
         }
