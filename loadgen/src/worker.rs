@@ -131,7 +131,7 @@ pub fn start(
         let intervals = intervals.clone();
         let flow = (
             plan.receivers_per_message,
-            plan.publishers as u64 * u64::from(scenario.max_inflight),
+            scenario.outstanding_window(plan.publishers),
         );
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("loadgen-{cpu}"))
