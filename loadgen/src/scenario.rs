@@ -417,6 +417,21 @@ mod tests {
     }
 
     #[test]
+    fn shipped_scenario_files_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("scenarios/ ships with the crate") {
+            let path = entry.expect("readable entry").path();
+            let text = std::fs::read_to_string(&path).expect("readable file");
+            let sc: Scenario = toml::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            sc.validate().unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            assert!(!sc.plan().clients.is_empty(), "{path:?} plans no clients");
+            seen += 1;
+        }
+        assert!(seen >= 3);
+    }
+
+    #[test]
     fn toml_scenario_reads_the_same_fields() {
         let sc: Scenario =
             toml::from_str("kind = \"fan-in\"\npublishers = 50\nqos = 1\nrate = 100.0\n")
