@@ -474,7 +474,11 @@ async fn publish_qos0(
             if keepalive_ns > 0 && now - last_write_ns > keepalive_ns {
                 wire::put_pingreq(&mut out);
             } else {
-                glommio::timer::sleep(pacer.idle_for(now)).await;
+                let mut idle = pacer.idle_for(now);
+                if keepalive_ns > 0 {
+                    idle = idle.min(Duration::from_nanos(keepalive_ns));
+                }
+                glommio::timer::sleep(idle).await;
                 continue;
             }
         }
@@ -532,12 +536,18 @@ async fn publish_acked(
     let mut packet_id: u16 = 0;
     let mut publishing = true;
     let drain_until = pacer.end_ns + (sc.drain_s * 1e9) as u64;
+    let keepalive_ns = u64::from(sc.keepalive_s) * 500_000_000;
+    let mut last_write_ns = core.now_ns();
     enum Event {
         Read(io::Result<usize>),
         Timer,
     }
     let result = loop {
         let now = core.now_ns();
+        if keepalive_ns > 0 && now - last_write_ns > keepalive_ns {
+            // A rare publisher must still show the broker it is alive.
+            wire::put_pingreq(&mut out);
+        }
         let room = window.saturating_sub(inflight.len()) as u64;
         let n = if publishing {
             pacer.due(now, room).unwrap_or_else(|| {
@@ -557,6 +567,7 @@ async fn publish_acked(
                 break Err(());
             }
             out.clear();
+            last_write_ns = now;
             if n > 0 {
                 core.stats.borrow_mut().sent_count += n;
                 core.shared.sent_count.fetch_add(n, Ordering::Relaxed);
@@ -568,7 +579,12 @@ async fn publish_acked(
             break Ok(());
         }
         let wait = if publishing && room > 0 {
-            pacer.idle_for(now)
+            let idle = pacer.idle_for(now);
+            if keepalive_ns > 0 {
+                idle.min(Duration::from_nanos(keepalive_ns))
+            } else {
+                idle
+            }
         } else {
             Duration::from_millis(10)
         };

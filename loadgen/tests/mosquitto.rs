@@ -274,6 +274,37 @@ fn retained_storm_receives_every_retained_message() {
 }
 
 #[test]
+fn rare_publishers_and_idle_subscribers_keep_their_connections_alive() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(broker) = start_mosquitto() else {
+        return;
+    };
+    // One message per 5 s, keepalive 1 s: without PINGREQs Mosquitto closes every client after
+    // 1.5 s. Each publisher's schedule holds exactly one message in the 4 s run.
+    let args = [
+        "fan-in",
+        "-P",
+        "2",
+        "-S",
+        "1",
+        "--rate",
+        "0.2",
+        "-d",
+        "4",
+        "-q",
+        "1",
+        "--keepalive",
+        "1",
+    ];
+    let out = loadgen(&broker, "keepalive", &args, Duration::from_secs(30));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(n(&out.json["messages"]["sent"]), 2);
+    assert_eq!(n(&out.json["messages"]["received"]), 2);
+    assert_eq!(n(&out.json["connections"]["dropped"]), 0);
+    assert_eq!(n(&out.json["connections"]["held_at_end"]), 3);
+}
+
+#[test]
 fn culex_broker_when_runnable() {
     // The Culex broker lands on another branch; run against it only when a binary is given.
     let Some(bin) = std::env::var_os("CULEX_BIN") else {
