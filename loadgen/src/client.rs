@@ -394,25 +394,6 @@ impl Pacer {
     }
 }
 
-fn rate_of(core: &Core) -> Option<f64> {
-    let sc = &core.scenario;
-    if sc.rate > 0.0 {
-        Some(sc.rate)
-    } else if sc.total_rate > 0.0 {
-        // The plan's publisher count is what the total is divided by.
-        let pubs = match sc.kind {
-            crate::scenario::Kind::FanOut => 1,
-            crate::scenario::Kind::Pairs | crate::scenario::Kind::Mixed => sc.conns,
-            _ => sc.publishers,
-        };
-        Some(sc.total_rate / pubs.max(1) as f64)
-    } else if sc.kind == crate::scenario::Kind::Mixed {
-        Some(1.0)
-    } else {
-        None
-    }
-}
-
 /// A QoS 0 publisher: nothing comes back, so the task only writes.
 async fn publish_qos0(
     core: &Core,
@@ -426,7 +407,7 @@ async fn publish_qos0(
         return Ok(());
     }
     let sc = &core.scenario;
-    let mut pacer = Pacer::new(core, publisher_id, rate_of(core));
+    let mut pacer = Pacer::new(core, publisher_id, core.rate_per_publisher);
     let batch_max = (WRITE_BATCH_BYTES / (sc.payload_max_bytes + topic.len() + 8)).max(1) as u64;
     let mut out = Vec::with_capacity(WRITE_BATCH_BYTES + 1024);
     let keepalive_ns = u64::from(sc.keepalive_s) * 500_000_000;
@@ -530,7 +511,7 @@ async fn publish_acked(
     }
     let sc = &core.scenario;
     let window = usize::from(sc.max_inflight);
-    let mut pacer = Pacer::new(core, publisher_id, rate_of(core));
+    let mut pacer = Pacer::new(core, publisher_id, core.rate_per_publisher);
     let mut out = Vec::with_capacity(WRITE_BATCH_BYTES + 1024);
     let mut inflight: FxHashMap<u16, u64> = FxHashMap::default();
     let mut packet_id: u16 = 0;
