@@ -1,5 +1,6 @@
 //! `culex-loadgen`: parse the command line (or a TOML scenario file), run, report. The exit
-//! status is 2 when losses or duplicates exceed what the QoS allows, 1 on errors.
+//! status is 2 when losses or duplicates exceed what the QoS allows or a client could not
+//! connect or subscribe, 1 on errors.
 
 use clap::{Args, Parser, Subcommand};
 use culex_loadgen::run::{run, Options};
