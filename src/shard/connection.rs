@@ -148,11 +148,14 @@ fn write<C: Core, T: Transport>(
 ) -> Poll<std::io::Result<()>> {
     loop {
         if pending.written == pending.out.len() {
-            if !signal.writable.replace(false) {
+            pending.written = 0;
+            if signal.writable.replace(false) {
+                pending.out = shard.core.borrow_mut().take_outgoing(conn);
+            } else if let Some(last) = signal.last_bytes.take() {
+                pending.out = last;
+            } else {
                 return Poll::Ready(Ok(()));
             }
-            pending.out = shard.core.borrow_mut().take_outgoing(conn);
-            pending.written = 0;
             continue;
         }
         match io.poll_write(cx, &pending.out[pending.written..]) {

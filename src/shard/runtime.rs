@@ -67,6 +67,9 @@ pub struct ConnSignal {
     pub writable: Cell<bool>,
     pub close: Cell<bool>,
     pub handoff: RefCell<Option<(ShardId, BytesMut)>>,
+    /// What the core had pending for the connection when it asked to close it, taken at
+    /// once so the core may forget the connection right after `Close`.
+    pub last_bytes: RefCell<Option<BytesMut>>,
     /// Set while the connection's own task is running: it rechecks its flags before it
     /// sleeps, so waking it would only cost a spurious poll.
     pub running: Cell<bool>,
@@ -217,7 +220,14 @@ impl<C: Core> Shard<C> {
             let Some(output) = output else { break };
             match output {
                 CoreOutput::Writable { conn } => self.signal(conn, |s| s.writable.set(true)),
-                CoreOutput::Close { conn } => self.signal(conn, |s| s.close.set(true)),
+                CoreOutput::Close { conn } => {
+                    let last = self.core.borrow_mut().take_outgoing(conn);
+                    self.signal(conn, |s| {
+                        s.writable.set(false);
+                        *s.last_bytes.borrow_mut() = Some(last);
+                        s.close.set(true);
+                    })
+                }
                 CoreOutput::HandOff { conn, to, received } => {
                     self.signal(conn, |s| *s.handoff.borrow_mut() = Some((to, received)))
                 }
@@ -233,9 +243,10 @@ impl<C: Core> Shard<C> {
                 set(signal);
                 signal.wake();
             }
-            // The core names only connections it was told about and not yet told are
-            // gone; a miss is its bug, not the peer's, so loud in debug builds only.
-            None => debug_assert!(false, "core output for unknown {conn:?}"),
+            // The core names only connections it was told about and not since closed or
+            // handed off; a miss is its bug, not the peer's. Logged, not fatal: a shard
+            // must not die for one stale output.
+            None => tracing::error!(shard = self.id.0, ?conn, "core output for unknown connection"),
         }
     }
 
