@@ -1,6 +1,9 @@
 //! Bad input never takes the broker down, and each protocol violation gets the reason
 //! code the spec names: a storm of malformed, truncated and random bytes on many
 //! connections while a well-behaved pair exchanges QoS 1 messages without loss.
+// Test code: a failed unwrap is a failed test. clippy.toml allows it in #[test] fns only,
+// and these helpers sit beside them.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -19,7 +22,7 @@ fn hostile_payload(rng: &mut fastrand::Rng, kind: u32) -> Vec<u8> {
     let mut connect = BytesMut::new();
     Packet::Connect(Box::new(connect_packet(V5, "hostile", true, None)))
         .encode(V5, &mut connect)
-        .unwrap();
+        .expect("a test CONNECT encodes");
     match kind % 6 {
         0 => (0..rng.usize(1..512)).map(|_| rng.u8(..)).collect(),
         // CONNECT cut short, then silence.
@@ -104,7 +107,9 @@ fn first_packet_must_be_connect() {
 fn second_connect_is_a_protocol_error() {
     let broker = Broker::start(2);
     let mut c = RawClient::connected(broker.addr(), V5, &broker.client_on("twice", 1));
-    c.send(&Packet::Connect(Box::new(connect_packet(V5, "twice", true, None))));
+    c.send(&Packet::Connect(Box::new(connect_packet(
+        V5, "twice", true, None,
+    ))));
     let d = c.expect_closed().expect("an MQTT 5 client is told why");
     assert_eq!(d.reason_code, ReasonCode::ProtocolError);
 }
@@ -128,7 +133,9 @@ fn unsupported_protocol_level_is_refused() {
     let broker = Broker::start(1);
     let mut c = RawClient::open(broker.addr(), V311);
     // CONNECT, protocol "MQTT" level 9, clean session, keepalive 60, client id "x".
-    c.send_raw(&[0x10, 0x0D, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x09, 0x02, 0x00, 0x3C, 0x00, 0x01, b'x']);
+    c.send_raw(&[
+        0x10, 0x0D, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x09, 0x02, 0x00, 0x3C, 0x00, 0x01, b'x',
+    ]);
     match c.try_recv() {
         // 3.1.1's return code 1: unacceptable protocol version.
         Some(Packet::ConnAck(a)) => {
@@ -155,7 +162,10 @@ fn limits_answer_with_the_right_code_and_spare_other_clients() {
     assert_eq!(ack.reason_code, ReasonCode::Success);
     // CONNACK announces the limits: server keep alive (asked 60 > 30) and packet size.
     assert_eq!(ack.properties.server_keep_alive_s, Some(30));
-    assert_eq!(ack.properties.maximum_packet_size_bytes.map(|n| n.get()), Some(1000));
+    assert_eq!(
+        ack.properties.maximum_packet_size_bytes.map(|n| n.get()),
+        Some(1000)
+    );
 
     // Too large: b is disconnected with 0x95; a is unaffected.
     b.publish("lim/big", &[0u8; 2000], QoS::AtMostOnce, 0, false);
@@ -178,7 +188,10 @@ fn limits_answer_with_the_right_code_and_spare_other_clients() {
             .unwrap();
         buf
     });
-    assert!(refused.try_recv().is_none(), "the fifth connection is refused");
+    assert!(
+        refused.try_recv().is_none(),
+        "the fifth connection is refused"
+    );
     assert!(Instant::now() < deadline + Duration::from_secs(5));
 
     let mut publisher = c;

@@ -2,6 +2,9 @@
 //! mesh at every QoS, takeover of a client id while its old connection lives on its home
 //! shard and the new one arrives on another, shared subscriptions spread over shards,
 //! and retained messages stored on one shard and gathered by a wildcard from another.
+// Test code: a failed unwrap is a failed test. clippy.toml allows it in #[test] fns only,
+// and these helpers sit beside them.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -25,7 +28,10 @@ fn publish_crosses_shards_at_every_qos() {
 
     publisher.publish("cross/q0", b"zero", QoS::AtMostOnce, 0, false);
     let p = expect_publish(sub.recv());
-    assert_eq!((p.topic.as_str(), &p.payload[..], p.qos), ("cross/q0", &b"zero"[..], QoS::AtMostOnce));
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..], p.qos),
+        ("cross/q0", &b"zero"[..], QoS::AtMostOnce)
+    );
 
     publisher.publish("cross/q1", b"one", QoS::AtLeastOnce, 7, false);
     match publisher.recv() {
@@ -34,7 +40,9 @@ fn publish_crosses_shards_at_every_qos() {
     }
     let p = expect_publish(sub.recv());
     assert_eq!((&p.payload[..], p.qos), (&b"one"[..], QoS::AtLeastOnce));
-    sub.send(&Packet::PubAck(Ack::success(p.packet_id.expect("QoS 1 has an id"))));
+    sub.send(&Packet::PubAck(Ack::success(
+        p.packet_id.expect("QoS 1 has an id"),
+    )));
 
     publisher.publish("cross/q2", b"two", QoS::ExactlyOnce, 8, false);
     match publisher.recv() {
@@ -81,7 +89,10 @@ fn takeover_in_v311_closes_the_old_connection() {
     let id = broker.client_on("taken311", 1);
     let mut old = RawClient::connected(broker.addr(), V311, &id);
     let _new = RawClient::connected(broker.addr(), V311, &id);
-    assert!(old.expect_closed().is_none(), "3.1.1 has no DISCONNECT from the server");
+    assert!(
+        old.expect_closed().is_none(),
+        "3.1.1 has no DISCONNECT from the server"
+    );
 }
 
 /// Members of one shared group on shards 0 and 1, the publisher on shard 2: each message
@@ -114,7 +125,10 @@ fn shared_subscription_members_on_different_shards() {
         }
     }
     assert_eq!(seen.len() as u32, N, "every message reached one member");
-    assert!(per_member.iter().all(|&n| n > 0), "both members served: {per_member:?}");
+    assert!(
+        per_member.iter().all(|&n| n > 0),
+        "both members served: {per_member:?}"
+    );
 }
 
 /// Retained messages live on the shard `hash(topic)` picks; a wildcard subscription from

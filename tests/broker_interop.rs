@@ -1,6 +1,9 @@
 //! Clients we did not write: mosquitto_pub/mosquitto_sub in MQTT 3.1, 3.1.1 and 5, and
 //! rumqttc (3.1.1 and 5), against 1, 2 and 4 shards (4 is more than this machine's
 //! cores), with publisher and subscriber placed on different shards.
+// Test code: a failed unwrap is a failed test. clippy.toml allows it in #[test] fns only,
+// and these helpers sit beside them.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -18,8 +21,22 @@ fn mosquitto_pair(broker: &Broker, version: &str, qos: &str) {
     let sub = Tool::spawn(
         "mosquitto_sub",
         &[
-            "-h", "127.0.0.1", "-p", &port, "-V", version, "-q", qos, "-i", &sub_id, "-t",
-            &topic, "-C", "1", "-W", "5",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            version,
+            "-q",
+            qos,
+            "-i",
+            &sub_id,
+            "-t",
+            &topic,
+            "-C",
+            "1",
+            "-W",
+            "5",
         ],
     );
     let deadline = Instant::now() + WAIT;
@@ -28,18 +45,39 @@ fn mosquitto_pair(broker: &Broker, version: &str, qos: &str) {
         let out = run_tool(
             "mosquitto_pub",
             &[
-                "-h", "127.0.0.1", "-p", &port, "-V", version, "-q", qos, "-i", &pub_id, "-t",
-                &topic, "-m", "hello from mosquitto_pub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-V",
+                version,
+                "-q",
+                qos,
+                "-i",
+                &pub_id,
+                "-t",
+                &topic,
+                "-m",
+                "hello from mosquitto_pub",
             ],
         );
         assert!(out.status.success(), "mosquitto_pub -V {version}: {out:?}");
-        let exited = sub.0.as_mut().expect("running").try_wait().expect("waitpid");
+        let exited = sub
+            .0
+            .as_mut()
+            .expect("running")
+            .try_wait()
+            .expect("waitpid");
         if exited.is_some() || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(sub.output(), "hello from mosquitto_pub\n", "-V {version} -q {qos}");
+    assert_eq!(
+        sub.output(),
+        "hello from mosquitto_pub\n",
+        "-V {version} -q {qos}"
+    );
 }
 
 #[test]
@@ -76,19 +114,51 @@ fn newcomer_retained_then_hash_subscription() {
     let port = broker.port.to_string();
     let out = run_tool(
         "mosquitto_pub",
-        &["-h", "127.0.0.1", "-p", &port, "-V", "5", "-q", "2", "-r", "-t", "greeting/hello", "-m", "world"],
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            "5",
+            "-q",
+            "2",
+            "-r",
+            "-t",
+            "greeting/hello",
+            "-m",
+            "world",
+        ],
     );
     assert!(out.status.success(), "{out:?}");
     let out = run_tool(
         "mosquitto_sub",
-        &["-h", "127.0.0.1", "-p", &port, "-t", "#", "-v", "-C", "1", "-W", "3"],
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "#",
+            "-v",
+            "-C",
+            "1",
+            "-W",
+            "3",
+        ],
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "greeting/hello world\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "greeting/hello world\n"
+    );
 }
 
 fn rumqttc_v311_pair(broker: &Broker) {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut sub_opts = MqttOptions::new(broker.client_on("rsub", 0), "127.0.0.1", broker.port);
         sub_opts.set_keep_alive(Duration::from_secs(30));
@@ -132,7 +202,10 @@ fn rumqttc_v5_pair(broker: &Broker) {
     use rumqttc::v5::mqttbytes::v5::Packet;
     use rumqttc::v5::mqttbytes::QoS;
     use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let sub_opts = MqttOptions::new(broker.client_on("r5sub", 0), "127.0.0.1", broker.port);
         let (sub, mut sub_loop) = AsyncClient::new(sub_opts, 100);

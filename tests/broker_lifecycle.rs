@@ -1,6 +1,9 @@
 //! The broker's life as a process: SIGTERM publishes the wills of connected clients
 //! (MQTT 5 rules: not for a client that disconnected normally), tells MQTT 5 clients the
 //! server is shutting down, and exits 0; an idle connection costs a few KB of RSS.
+// Test code: a failed unwrap is a failed test. clippy.toml allows it in #[test] fns only,
+// and these helpers sit beside them.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -13,7 +16,12 @@ use common::{connect_packet, expect_publish, will, Broker, RawClient};
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
 
-fn connect_with_will(broker: &Broker, version: ProtocolVersion, id: &str, topic: &str) -> RawClient {
+fn connect_with_will(
+    broker: &Broker,
+    version: ProtocolVersion,
+    id: &str,
+    topic: &str,
+) -> RawClient {
     let mut c = RawClient::open(broker.addr(), version);
     c.send(&Packet::Connect(Box::new(connect_packet(
         version,
@@ -50,7 +58,10 @@ fn sigterm_publishes_wills_across_shards_and_exits_zero() {
         }
     }
     wills.sort();
-    assert_eq!(wills, vec!["wills/five".to_string(), "wills/three".to_string()]);
+    assert_eq!(
+        wills,
+        vec!["wills/five".to_string(), "wills/three".to_string()]
+    );
     assert_eq!(disconnect, Some(ReasonCode::ServerShuttingDown));
 }
 

@@ -32,7 +32,9 @@ fn glommio_throughput() -> f64 {
             while next < MESSAGES {
                 let batch: Vec<u64> = (next..next + BATCH).collect();
                 next += BATCH;
-                tx.send(batch).await.expect("receiver lives until all arrived");
+                tx.send(batch)
+                    .await
+                    .expect("receiver lives until all arrived");
             }
         })
         .expect("executor starts");

@@ -41,7 +41,9 @@ pub struct MeshLinks<T: Send + 'static> {
 
 impl<T: Send + 'static> std::fmt::Debug for MeshLinks<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MeshLinks").field("shard", &self.shard).finish()
+        f.debug_struct("MeshLinks")
+            .field("shard", &self.shard)
+            .finish()
     }
 }
 
@@ -165,7 +167,10 @@ impl<T: Send + 'static> Mesh<T> {
     /// Queues `msg` for shard `to`; it leaves with this turn's batch.
     pub fn push(&self, to: ShardId, msg: T) {
         let to = usize::from(to.0);
-        debug_assert!(to != usize::from(self.shard.0), "a shard never messages itself");
+        debug_assert!(
+            to != usize::from(self.shard.0),
+            "a shard never messages itself"
+        );
         let mut outbox = self.outbox.borrow_mut();
         let Some(slot) = outbox.get_mut(to) else {
             debug_assert!(false, "mesh message to shard {to}, which does not exist");

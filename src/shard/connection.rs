@@ -178,7 +178,10 @@ fn write<C: Core, T: Transport>(
 /// bytes), so our last bytes reach it instead of being destroyed by a reset.
 async fn linger<C: Core, T: Transport>(shard: &Shard<C>, io: &mut T) {
     let drain = async {
-        if future::poll_fn(|cx| io.poll_shutdown_write(cx)).await.is_err() {
+        if future::poll_fn(|cx| io.poll_shutdown_write(cx))
+            .await
+            .is_err()
+        {
             return;
         }
         let mut drained = 0;

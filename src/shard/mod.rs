@@ -24,5 +24,5 @@ mod tests;
 
 pub use self::core::{Core, CoreOutput};
 pub use self::runtime::{Envelope, SCRATCH_BYTES};
-pub use self::start::{start, RuntimeConfig, Running, StartError, IO_MEMORY_BYTES, TICK};
+pub use self::start::{start, Running, RuntimeConfig, StartError, IO_MEMORY_BYTES, TICK};
 pub use self::transport::{TcpTransport, Transport};

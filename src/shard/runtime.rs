@@ -29,7 +29,10 @@ pub const SCRATCH_BYTES: usize = 64 * 1024;
 pub enum Envelope<M> {
     Core(M),
     /// A client's socket and the bytes already read from it (CONNECT included).
-    Adopt { fd: OwnedFd, received: BytesMut },
+    Adopt {
+        fd: OwnedFd,
+        received: BytesMut,
+    },
 }
 
 /// State every shard shares, all atomics touched once per connection, never per packet.
@@ -153,7 +156,12 @@ impl<C: Core> std::fmt::Debug for Shard<C> {
 }
 
 impl<C: Core> Shard<C> {
-    pub fn new(id: ShardId, core: C, mesh: Rc<Mesh<Envelope<C::Msg>>>, shared: Arc<Shared>) -> Self {
+    pub fn new(
+        id: ShardId,
+        core: C,
+        mesh: Rc<Mesh<Envelope<C::Msg>>>,
+        shared: Arc<Shared>,
+    ) -> Self {
         Shard {
             id,
             core: RefCell::new(core),
@@ -246,7 +254,11 @@ impl<C: Core> Shard<C> {
             // The core names only connections it was told about and not since closed or
             // handed off; a miss is its bug, not the peer's. Logged, not fatal: a shard
             // must not die for one stale output.
-            None => tracing::error!(shard = self.id.0, ?conn, "core output for unknown connection"),
+            None => tracing::error!(
+                shard = self.id.0,
+                ?conn,
+                "core output for unknown connection"
+            ),
         }
     }
 

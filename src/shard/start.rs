@@ -53,9 +53,15 @@ pub struct RuntimeConfig {
 #[derive(Debug)]
 pub enum StartError {
     IoUringUnavailable(String),
-    MemlockTooLow { limit_bytes: u64, needed_bytes: u64 },
+    MemlockTooLow {
+        limit_bytes: u64,
+        needed_bytes: u64,
+    },
     NoCpus,
-    Listen { addr: SocketAddr, error: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     Executor(String),
 }
 
@@ -162,16 +168,20 @@ where
         let id = ShardId(u16::try_from(i).expect("at most shard_count (a u16) shards"));
         let cpu = cpus[i % cpus.len()];
         let make_core = make_core.clone();
-        let shared = shared.clone();
-        let addrs = addrs.clone();
-        let ready = ready_tx.clone();
-        let backlog = config.mesh_backlog_messages;
+        let plan = ShardPlan {
+            id,
+            shard_count,
+            links,
+            shared: shared.clone(),
+            addrs: addrs.clone(),
+            backlog_messages: config.mesh_backlog_messages,
+            ready: ready_tx.clone(),
+        };
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("culex-shard-{i}"))
             .io_memory(IO_MEMORY_BYTES)
             .spawn(move || async move {
-                let core = make_core(id, shard_count);
-                run_shard(id, shard_count, core, links, shared, addrs, backlog, ready).await
+                run_shard(make_core(id, shard_count), plan).await
             });
         match spawned {
             Ok(h) => handles.push(h),
@@ -202,22 +212,34 @@ where
     Ok(running)
 }
 
-/// One shard's whole life on its executor.
-async fn run_shard<C: Core>(
+/// What one shard's thread is given to start with.
+struct ShardPlan<M: Send + 'static> {
     id: ShardId,
     shard_count: u16,
-    core: C,
-    links: MeshLinks<Envelope<C::Msg>>,
+    links: MeshLinks<Envelope<M>>,
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
-    backlog: u32,
+    backlog_messages: u32,
+    /// Told once the shard listens (or why it cannot).
     ready: mpsc::Sender<Result<(), StartError>>,
-) {
+}
+
+/// One shard's whole life on its executor.
+async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
+    let ShardPlan {
+        id,
+        shard_count,
+        links,
+        shared,
+        addrs,
+        backlog_messages,
+        ready,
+    } = plan;
     let sheddable = |e: &Envelope<C::Msg>| match e {
         Envelope::Core(m) => C::sheddable(m),
         Envelope::Adopt { .. } => false,
     };
-    let (mesh, inbound) = Mesh::connect(links, backlog, sheddable).await;
+    let (mesh, inbound) = Mesh::connect(links, backlog_messages, sheddable).await;
     let mesh = Rc::new(mesh);
     let shard = Rc::new(Shard::new(id, core, mesh.clone(), shared.clone()));
     glommio::spawn_local(mesh.clone().run_flusher()).detach();
@@ -352,7 +374,8 @@ fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is a valid, empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: sched_getaffinity writes at most `size_of::<cpu_set_t>()` bytes into `set`.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         return (0..n).collect();

@@ -41,7 +41,10 @@ impl ScriptCore {
     }
 
     fn write(&mut self, conn: ConnId, text: &str) {
-        let state = self.conns.get_mut(&conn).expect("writes go to open connections");
+        let state = self
+            .conns
+            .get_mut(&conn)
+            .expect("writes go to open connections");
         if state.out.is_empty() {
             self.outputs.push_back(CoreOutput::Writable { conn });
         }
@@ -106,8 +109,12 @@ impl Core for ScriptCore {
         };
         state.received.put_slice(bytes);
         loop {
-            let Some(state) = self.conns.get_mut(&conn) else { return };
-            let Some(end) = state.received.iter().position(|&b| b == b'\n') else { return };
+            let Some(state) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let Some(end) = state.received.iter().position(|&b| b == b'\n') else {
+                return;
+            };
             // Keep the unconsumed bytes of a connection that may still be handed off.
             let handing = state.lines_seen == 0;
             let line_bytes = if handing {
@@ -128,7 +135,10 @@ impl Core for ScriptCore {
     }
 
     fn connection_lost(&mut self, conn: ConnId, _now: Instant) {
-        assert!(self.conns.remove(&conn).is_some(), "lost an unknown connection");
+        assert!(
+            self.conns.remove(&conn).is_some(),
+            "lost an unknown connection"
+        );
     }
 
     fn mesh_received(&mut self, from: ShardId, msg: String, _now: Instant) {
@@ -160,7 +170,11 @@ impl Core for ScriptCore {
     fn take_outgoing(&mut self, conn: ConnId) -> BytesMut {
         match self.conns.get(&conn).map(|s| s.closing) {
             Some(true) => self.conns.remove(&conn).map(|s| s.out).unwrap_or_default(),
-            Some(false) => self.conns.get_mut(&conn).map(|s| s.out.split()).unwrap_or_default(),
+            Some(false) => self
+                .conns
+                .get_mut(&conn)
+                .map(|s| s.out.split())
+                .unwrap_or_default(),
             None => panic!("take_outgoing for {conn:?}, which the core does not know"),
         }
     }
@@ -181,8 +195,8 @@ fn config(shards: u16, max_connections: u32) -> RuntimeConfig {
 }
 
 fn broker(shards: u16, max_connections: u32) -> (Running, SocketAddr) {
-    let running = start(config(shards, max_connections), |id, _| ScriptCore::new(id))
-        .expect("broker starts");
+    let running =
+        start(config(shards, max_connections), |id, _| ScriptCore::new(id)).expect("broker starts");
     let addr = running.local_addrs()[0];
     (running, addr)
 }
@@ -196,7 +210,9 @@ struct Client {
 impl Client {
     fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         Client {
             stream,
             rest: Vec::new(),
@@ -310,8 +326,7 @@ fn max_connections_refuses_beyond_the_limit_and_frees_on_close() {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let mut d = Client::connect(addr);
-        let echoed = d.stream.write_all(b"d\n").is_ok()
-            && d.try_line().is_ok_and(|l| l == "d\n");
+        let echoed = d.stream.write_all(b"d\n").is_ok() && d.try_line().is_ok_and(|l| l == "d\n");
         if echoed {
             break;
         }

@@ -2,6 +2,9 @@
 //! ephemeral loopback port, killed by PID when dropped (also on panic); a raw-packet
 //! client built on `culex::protocol` for exact reason codes and malformed input; and
 //! client ids chosen to live on a given shard.
+// Test code: a failed unwrap is a failed test. clippy.toml allows it in #[test] fns only,
+// and these helpers sit beside them.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)] // each test file uses a different part
 
 use std::io::{Read, Write};
@@ -46,10 +49,8 @@ impl Broker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_culex"));
         cmd.arg("--shards").arg(shards.to_string());
         let config_path = config.map(|text| {
-            let path = std::env::temp_dir().join(format!(
-                "culex-test-{}-{port}.conf",
-                std::process::id()
-            ));
+            let path =
+                std::env::temp_dir().join(format!("culex-test-{}-{port}.conf", std::process::id()));
             let text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n{text}\n");
             std::fs::write(&path, text).expect("temp dir is writable");
             cmd.arg("-c").arg(&path);
@@ -165,7 +166,9 @@ pub struct RawClient {
 impl RawClient {
     pub fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
         let stream = TcpStream::connect(addr).expect("broker listens");
-        stream.set_read_timeout(Some(WAIT)).expect("timeouts are settable");
+        stream
+            .set_read_timeout(Some(WAIT))
+            .expect("timeouts are settable");
         stream.set_nodelay(true).expect("nodelay is settable");
         RawClient {
             stream,
@@ -175,9 +178,15 @@ impl RawClient {
     }
 
     /// Opens and sends CONNECT; returns the CONNACK.
-    pub fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> (RawClient, ConnAck) {
+    pub fn connect(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        client_id: &str,
+    ) -> (RawClient, ConnAck) {
         let mut c = RawClient::open(addr, version);
-        c.send(&Packet::Connect(Box::new(connect_packet(version, client_id, true, None))));
+        c.send(&Packet::Connect(Box::new(connect_packet(
+            version, client_id, true, None,
+        ))));
         let ack = c.connack();
         (c, ack)
     }
@@ -185,13 +194,19 @@ impl RawClient {
     /// Connects and asserts success.
     pub fn connected(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> RawClient {
         let (c, ack) = RawClient::connect(addr, version, client_id);
-        assert_eq!(ack.reason_code, ReasonCode::Success, "CONNACK for {client_id}");
+        assert_eq!(
+            ack.reason_code,
+            ReasonCode::Success,
+            "CONNACK for {client_id}"
+        );
         c
     }
 
     pub fn send(&mut self, packet: &Packet) {
         let mut out = BytesMut::new();
-        packet.encode(self.version, &mut out).expect("test packets encode");
+        packet
+            .encode(self.version, &mut out)
+            .expect("test packets encode");
         self.send_raw(&out);
     }
 
@@ -284,7 +299,9 @@ impl RawClient {
     }
 
     pub fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, id: u16, retain: bool) {
-        self.send(&Packet::Publish(publish_packet(topic, payload, qos, id, retain)));
+        self.send(&Packet::Publish(publish_packet(
+            topic, payload, qos, id, retain,
+        )));
     }
 
     pub fn disconnect(mut self) {
