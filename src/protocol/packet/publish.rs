@@ -49,9 +49,11 @@ use crate::protocol::property_codec::{
     read_properties, write_properties, write_publish_properties,
 };
 use crate::protocol::reason::ReasonContext;
+use crate::protocol::topic::TopicError;
 use crate::protocol::types::ProtocolVersion;
 use crate::protocol::wire::varint_len;
-use crate::protocol::wire::{Counter, Reader, Sink};
+use crate::protocol::wire::{scan, Counter, Reader, Sink};
+use bytestring::ByteString;
 
 use super::{read_packet_id, read_reason};
 
@@ -103,7 +105,16 @@ impl Publish {
             return Err(DecodeError::DupOnQoS0);
         }
         let mut reader = Reader::new(body);
-        let topic_text = reader.string("topic name")?;
+        let topic_raw = reader.binary("topic name")?;
+        let topic_scan = scan(&topic_raw);
+        if topic_scan.nul {
+            return Err(DecodeError::NullCharacter {
+                field: "topic name",
+            });
+        }
+        let topic_text = ByteString::try_from(topic_raw).map_err(|_| DecodeError::InvalidUtf8 {
+            field: "topic name",
+        })?;
         let packet_id = if qos == QoS::AtMostOnce {
             None
         } else {
@@ -115,10 +126,15 @@ impl Publish {
             PublishProperties::default()
         };
         // An empty name is allowed only when a topic alias stands in for it [MQTT-3.3.2-1].
-        let topic = if topic_text.is_empty() && properties.topic_alias.is_some() {
+        let topic = if topic_text.is_empty() {
+            if properties.topic_alias.is_none() {
+                return Err(DecodeError::InvalidTopicName(TopicError::Empty));
+            }
             TopicName::empty_for_alias()
+        } else if topic_scan.wildcard {
+            return Err(DecodeError::InvalidTopicName(TopicError::WildcardInName));
         } else {
-            TopicName::parse(topic_text).map_err(DecodeError::InvalidTopicName)?
+            TopicName::from_checked(topic_text)
         };
         Ok(Publish {
             dup,
@@ -160,26 +176,37 @@ impl Publish {
         }
         buf.put_u8(first_byte);
         buf.put_varint(body_len as u32);
+        self.write_body(version, overrides, props_len, buf);
+        Ok(())
+    }
+
+    /// Everything after the fixed header, given the already computed property length.
+    pub(crate) fn write_body<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        overrides: &PublishOverrides<'_>,
+        props_len: usize,
+        sink: &mut S,
+    ) {
         let topic: &[u8] = if overrides.omit_topic {
             &[]
         } else {
             self.topic.as_str().as_bytes()
         };
-        buf.put_prefixed("topic name", topic);
+        sink.put_prefixed("topic name", topic);
         if let Some(packet_id) = overrides.packet_id {
-            buf.put_u16(packet_id.get());
+            sink.put_u16(packet_id.get());
         }
         if version.is_v5() {
-            buf.put_varint(props_len as u32);
+            sink.put_varint(props_len as u32);
             write_publish_properties(
                 &self.properties,
                 overrides.topic_alias,
                 overrides.subscription_identifiers,
-                buf,
+                sink,
             );
         }
-        buf.put_slice(&self.payload);
-        Ok(())
+        sink.put_slice(&self.payload);
     }
 
     /// The exact number of bytes `encode_with` appends.
@@ -193,7 +220,7 @@ impl Publish {
         1 + varint_len(body_len) + body_len
     }
 
-    fn properties_len(
+    pub(crate) fn properties_len(
         &self,
         version: ProtocolVersion,
         overrides: &PublishOverrides<'_>,
@@ -277,7 +304,7 @@ impl Ack {
 mod tests {
     use super::*;
     use crate::protocol::codec::test_support::{assert_encodes_to, decode_one, round_trip};
-    use crate::protocol::{Packet, TopicError};
+    use crate::protocol::Packet;
 
     const V4: Option<ProtocolVersion> = Some(ProtocolVersion::V3_1_1);
     const V5: Option<ProtocolVersion> = Some(ProtocolVersion::V5);
