@@ -17,7 +17,9 @@ const IDLE_READ_BUFFER_BYTES: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
     /// Accepted; CONNECT must arrive before `deadline`.
-    AwaitingConnect { deadline: Instant },
+    AwaitingConnect {
+        deadline: Instant,
+    },
     Connected,
     /// `Close` emitted; the last bytes wait for `take_outgoing`.
     Closing,

@@ -222,7 +222,13 @@ impl ShardCore {
             Queue::new(limits.max_queued_messages, limits.max_queued_bytes),
         );
         session.expiry_interval_s = expiry_s;
-        self.clients.insert(key, Client { session, conn: None });
+        self.clients.insert(
+            key,
+            Client {
+                session,
+                conn: None,
+            },
+        );
         self.by_client_id.insert(connect.client_id.clone(), key);
         self.record(DurableChange::SessionCreated { session: key });
         (key, false)
@@ -274,9 +280,11 @@ impl ShardCore {
         now: Instant,
     ) {
         let key = self.conns.get(&conn).and_then(|c| c.client);
-        if let (Some(key), Some(expiry)) = (key, disconnect.properties.session_expiry_interval_s)
-        {
-            let current = self.clients.get(&key).map_or(0, |c| c.session.expiry_interval_s);
+        if let (Some(key), Some(expiry)) = (key, disconnect.properties.session_expiry_interval_s) {
+            let current = self
+                .clients
+                .get(&key)
+                .map_or(0, |c| c.session.expiry_interval_s);
             // A session that ends with its connection cannot be prolonged [MQTT-3.14.2-2].
             if current == 0 && expiry != 0 {
                 return self.protocol_error(conn, ReasonCode::ProtocolError, now);

@@ -8,18 +8,43 @@ use crate::session::SessionKey;
 /// One change to durable state, borrowed from the core at the moment it happens.
 #[derive(Debug, Clone, Copy)]
 pub enum DurableChange<'a> {
-    SessionCreated { session: SessionKey },
-    SessionEnded { session: SessionKey },
-    Subscribed { session: SessionKey, filter: &'a TopicFilter },
-    Unsubscribed { session: SessionKey, filter: &'a TopicFilter },
+    SessionCreated {
+        session: SessionKey,
+    },
+    SessionEnded {
+        session: SessionKey,
+    },
+    Subscribed {
+        session: SessionKey,
+        filter: &'a TopicFilter,
+    },
+    Unsubscribed {
+        session: SessionKey,
+        filter: &'a TopicFilter,
+    },
     /// A QoS 1/2 message entered the session's queue.
-    Queued { session: SessionKey },
+    Queued {
+        session: SessionKey,
+    },
     /// A QoS 1/2 message was sent and is inflight under `packet_id`.
-    InflightSent { session: SessionKey, packet_id: PacketId },
+    InflightSent {
+        session: SessionKey,
+        packet_id: PacketId,
+    },
     /// An inflight message completed (PUBACK, PUBCOMP) or moved to PUBREL.
-    InflightAcked { session: SessionKey, packet_id: PacketId },
+    InflightAcked {
+        session: SessionKey,
+        packet_id: PacketId,
+    },
     /// Inbound QoS 2 state changed for `packet_id`.
-    InboundQos2 { session: SessionKey, packet_id: PacketId },
-    RetainedSet { topic: &'a TopicName },
-    WillSet { session: SessionKey },
+    InboundQos2 {
+        session: SessionKey,
+        packet_id: PacketId,
+    },
+    RetainedSet {
+        topic: &'a TopicName,
+    },
+    WillSet {
+        session: SessionKey,
+    },
 }

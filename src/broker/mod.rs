@@ -228,9 +228,8 @@ impl ShardCore {
     /// `received` with the bytes that came with it).
     pub fn connection_opened(&mut self, conn: ConnId, now: Instant) {
         self.last_now = Some(now);
-        let timeout = std::time::Duration::from_millis(u64::from(
-            self.config.limits.connect_timeout_ms,
-        ));
+        let timeout =
+            std::time::Duration::from_millis(u64::from(self.config.limits.connect_timeout_ms));
         self.conns.insert(conn, Conn::new(conn, now + timeout));
         self.stats.connections_opened_count += 1;
         self.stats.connections_current += 1;
@@ -331,13 +330,7 @@ impl ShardCore {
         let _ = change;
     }
 
-    fn handle(
-        &mut self,
-        conn: ConnId,
-        packet: Packet,
-        snapshot: Option<BytesMut>,
-        now: Instant,
-    ) {
+    fn handle(&mut self, conn: ConnId, packet: Packet, snapshot: Option<BytesMut>, now: Instant) {
         let connected = self
             .conns
             .get(&conn)
@@ -367,4 +360,3 @@ impl ShardCore {
         }
     }
 }
-

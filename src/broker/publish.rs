@@ -7,9 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::protocol::{
-    Ack, Packet, PacketId, Publish, PublishOverrides, QoS, ReasonCode,
-};
+use crate::protocol::{Ack, Packet, PacketId, Publish, PublishOverrides, QoS, ReasonCode};
 use crate::router::{retained_owner, RetainedMessage, SharedTarget, SubscriptionEntry};
 use crate::session::{Delivery, Enqueued, InflightState, Message, SessionKey};
 
@@ -33,7 +31,10 @@ impl ShardCore {
         };
         let v5 = c.is_v5();
         if v5 {
-            match c.aliases.resolve(&publish.topic, publish.properties.topic_alias) {
+            match c
+                .aliases
+                .resolve(&publish.topic, publish.properties.topic_alias)
+            {
                 Ok(topic) => publish.topic = topic,
                 Err(error) => {
                     self.stats.topic_alias_errors_count += 1;
@@ -68,8 +69,7 @@ impl ShardCore {
             if client.session.qos2.contains(id) {
                 return self.send_ack(conn, Packet::PubRec, id, ReasonCode::Success);
             }
-            if v5 && client.session.qos2.len() >= usize::from(self.config.limits.receive_maximum)
-            {
+            if v5 && client.session.qos2.len() >= usize::from(self.config.limits.receive_maximum) {
                 self.stats.receive_maximum_exceeded_count += 1;
                 return self.protocol_error(conn, ReasonCode::ReceiveMaximumExceeded, now);
             }
@@ -451,7 +451,13 @@ impl ShardCore {
     }
 
     /// PUBACK/PUBREC/PUBREL/PUBCOMP; 3.x has no reason code, so an error is sent as success.
-    fn send_ack(&mut self, conn: ConnId, kind: fn(Ack) -> Packet, id: PacketId, reason: ReasonCode) {
+    fn send_ack(
+        &mut self,
+        conn: ConnId,
+        kind: fn(Ack) -> Packet,
+        id: PacketId,
+        reason: ReasonCode,
+    ) {
         let mut ack = Ack::success(id);
         if self.conns.get(&conn).is_some_and(Conn::is_v5) {
             ack.reason_code = reason;
@@ -485,7 +491,10 @@ impl ShardCore {
 
 /// The PUBLISH to encode for `delivery` at `now`: the shared one, or, when the message
 /// expires, a copy carrying the interval left [MQTT-3.3.2-6].
-fn publish_at(delivery: &Delivery, now: Instant) -> Result<std::borrow::Cow<'_, Publish>, WriteRefused> {
+fn publish_at(
+    delivery: &Delivery,
+    now: Instant,
+) -> Result<std::borrow::Cow<'_, Publish>, WriteRefused> {
     let message = &delivery.message;
     if message.is_expired(now) {
         return Err(WriteRefused::Expired);
@@ -500,11 +509,7 @@ fn publish_at(delivery: &Delivery, now: Instant) -> Result<std::borrow::Cow<'_, 
     })
 }
 
-fn overrides(
-    delivery: &Delivery,
-    packet_id: Option<PacketId>,
-    dup: bool,
-) -> PublishOverrides<'_> {
+fn overrides(delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> PublishOverrides<'_> {
     PublishOverrides {
         dup,
         qos: delivery.qos,
@@ -519,9 +524,13 @@ fn overrides(
 /// Whether `delivery` may be written to `conn` at all (live, within the client's maximum).
 fn fits(conn: &Conn, delivery: &Delivery, now: Instant) -> Result<(), WriteRefused> {
     let publish = publish_at(delivery, now)?;
-    let version = conn.version.unwrap_or(crate::protocol::ProtocolVersion::V3_1_1);
+    let version = conn
+        .version
+        .unwrap_or(crate::protocol::ProtocolVersion::V3_1_1);
     // A placeholder id of the same size as the real one.
-    let id = (delivery.qos != QoS::AtMostOnce).then_some(PacketId::new(1)).flatten();
+    let id = (delivery.qos != QoS::AtMostOnce)
+        .then_some(PacketId::new(1))
+        .flatten();
     let len = publish.encoded_len_with(version, &overrides(delivery, id, false));
     if len > conn.max_packet_bytes as usize {
         return Err(WriteRefused::TooLarge);
@@ -549,7 +558,9 @@ fn write_delivery(
     let Ok(publish) = publish_at(delivery, now) else {
         return;
     };
-    let version = conn.version.unwrap_or(crate::protocol::ProtocolVersion::V3_1_1);
+    let version = conn
+        .version
+        .unwrap_or(crate::protocol::ProtocolVersion::V3_1_1);
     match publish.encode_with(version, &overrides(delivery, packet_id, dup), &mut conn.out) {
         Ok(()) => stats.messages_sent_count += 1,
         Err(error) => tracing::warn!(conn = ?conn.id, %error, "delivery not encodable"),

@@ -65,15 +65,17 @@ impl Inflight {
             id = id.next();
         }
         self.next_id = id.next();
-        self.entries.push_back((id, InflightState::Published(delivery)));
+        self.entries
+            .push_back((id, InflightState::Published(delivery)));
         id
     }
 
     /// PUBACK: true if `id` was a QoS 1 delivery awaiting it (now complete).
     pub fn puback(&mut self, id: PacketId) -> bool {
-        self.remove_if(id, |state| {
-            matches!(state, InflightState::Published(d) if d.qos == QoS::AtLeastOnce)
-        })
+        self.remove_if(
+            id,
+            |state| matches!(state, InflightState::Published(d) if d.qos == QoS::AtLeastOnce),
+        )
     }
 
     /// PUBREC: a QoS 2 delivery moves to `Released` (true: send PUBREL). With an error
@@ -177,7 +179,10 @@ pub(crate) mod tests {
         let id = w.insert(delivery(QoS::ExactlyOnce, b"x"));
         assert!(!w.pubcomp(id), "PUBCOMP before PUBREC is not accepted");
         assert!(w.pubrec(id, false));
-        assert_eq!(w.iter().next().map(|e| &e.1), Some(&InflightState::Released));
+        assert_eq!(
+            w.iter().next().map(|e| &e.1),
+            Some(&InflightState::Released)
+        );
         assert!(w.pubrec(id, false), "a repeated PUBREC is answered again");
         assert!(w.pubcomp(id));
         assert!(w.is_empty());

@@ -126,10 +126,16 @@ mod tests {
     fn byte_limit_counts_payloads() {
         let mut q = Queue::new(100, 5);
         assert_eq!(q.push(delivery(QoS::AtLeastOnce, b"abc")), Enqueued::Queued);
-        assert_eq!(q.push(delivery(QoS::AtLeastOnce, b"abc")), Enqueued::Dropped);
+        assert_eq!(
+            q.push(delivery(QoS::AtLeastOnce, b"abc")),
+            Enqueued::Dropped
+        );
         assert_eq!(q.push(delivery(QoS::AtLeastOnce, b"ab")), Enqueued::Queued);
         assert_eq!(q.bytes(), 5);
-        assert_eq!(q.push(delivery(QoS::AtLeastOnce, b"abcdef")), Enqueued::Dropped);
+        assert_eq!(
+            q.push(delivery(QoS::AtLeastOnce, b"abcdef")),
+            Enqueued::Dropped
+        );
     }
 
     #[test]

@@ -82,7 +82,10 @@ mod tests {
         let m = will_message(&will, t);
         assert_eq!(m.publish.qos, QoS::AtLeastOnce);
         assert!(m.publish.retain);
-        assert_eq!(m.publish.properties.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(
+            m.publish.properties.content_type.as_deref(),
+            Some("text/plain")
+        );
         assert_eq!(m.expires_at, Some(t + Duration::from_secs(9)));
     }
 }

@@ -72,8 +72,7 @@ impl Core for ShardCore {
     }
 
     fn shutdown(&mut self, now: Instant) {
-        // The phase-0 core has no shutdown yet; the runtime still flushes and closes.
-        let _ = now;
+        ShardCore::shutdown(self, now)
     }
 
     fn poll_output(&mut self) -> Option<CoreOutput<MeshMessage>> {
@@ -90,8 +89,6 @@ impl Core for ShardCore {
     }
 
     fn sheddable(msg: &MeshMessage) -> bool {
-        match msg {
-            MeshMessage::Nop => true,
-        }
+        msg.is_sheddable()
     }
 }

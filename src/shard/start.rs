@@ -180,9 +180,7 @@ where
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("culex-shard-{i}"))
             .io_memory(IO_MEMORY_BYTES)
-            .spawn(move || async move {
-                run_shard(make_core(id, shard_count), plan).await
-            });
+            .spawn(move || async move { run_shard(make_core(id, shard_count), plan).await });
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
