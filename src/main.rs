@@ -2,6 +2,8 @@
 //! signal. Nothing else lives here.
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use clap::Parser;
 use culex::broker::{CoreConfig, ShardCore};
@@ -24,12 +26,24 @@ fn main() -> ExitCode {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
+    // SIGINT or SIGTERM stop the broker in order; a second one ends it at once. Handled
+    // from before the first listener opens, so an early signal is never fatal.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()));
+        if let Err(e) = registered {
+            eprintln!("culex: cannot handle signal {signal}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = RuntimeConfig {
         listeners: settings.listeners.clone(),
         shards: settings.shards,
         cpus: settings.cpus.clone(),
         max_connections: settings.limits.max_connections,
         mesh_backlog_messages: settings.limits.mesh_backlog_messages,
+        stop,
     };
     let core_config = CoreConfig {
         limits: settings.limits.clone(),
@@ -45,16 +59,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // SIGINT or SIGTERM stop the broker in order; a second SIGINT ends it at once.
-    let stop = running.stop_flag();
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
-            .and_then(|_| signal_hook::flag::register(signal, stop.clone()));
-        if let Err(e) = registered {
-            eprintln!("culex: cannot handle signal {signal}: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
     for addr in running.local_addrs() {
         tracing::info!("listening on {addr} with {} shards", running.shard_count());
     }

@@ -146,11 +146,18 @@ fn retained_on_many_shards_gathered_by_a_wildcard() {
             other => panic!("expected PUBACK, got {other:?}"),
         }
     }
+    // A PUBACK means the publisher's shard took the message; the owner stores it when the
+    // mesh delivers it. A query from a third shard travels another queue and may overtake
+    // it (visibility across shards is eventual), so give the stores a moment.
+    std::thread::sleep(Duration::from_millis(200));
     let mut sub = RawClient::connected(broker.addr(), V311, &broker.client_on("gatherer", 0));
     sub.subscribe("kept/#", QoS::AtMostOnce);
     let mut got = HashSet::new();
     while got.len() < topics.len() {
-        let p = expect_publish(sub.recv());
+        let p = expect_publish(
+            sub.recv_within(Duration::from_secs(3))
+                .unwrap_or_else(|| panic!("retained messages missing; got {got:?}")),
+        );
         assert!(p.retain, "retained messages arrive with the retain flag");
         assert_eq!(p.topic.as_str().as_bytes(), &p.payload[..]);
         got.insert(p.topic.as_str().to_string());

@@ -153,6 +153,32 @@ fn newcomer_retained_then_hash_subscription() {
     );
 }
 
+/// What a rumqttc subscriber's event loop reports to the test.
+enum Seen {
+    SubAck,
+    Payload(u32),
+}
+
+/// The next report, without blocking the runtime the event loops run on (tokio's own
+/// channels need a feature the workspace does not enable).
+async fn next_seen(seen: &std::sync::mpsc::Receiver<Seen>) -> Seen {
+    loop {
+        match seen.try_recv() {
+            Ok(report) => return report,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                tokio::time::sleep(Duration::from_millis(1)).await
+            }
+            Err(e) => panic!("the subscriber's loop ended: {e}"),
+        }
+    }
+}
+
+fn payload_number(payload: &[u8]) -> u32 {
+    u32::from_be_bytes(payload[..4].try_into().expect("4-byte payloads"))
+}
+
+/// Each event loop runs in its own task: `EventLoop::poll` is not cancel-safe, so it must
+/// not sit in a `select!`. The subscriber's loop reports SUBACK and payloads.
 fn rumqttc_v311_pair(broker: &Broker) {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -163,31 +189,52 @@ fn rumqttc_v311_pair(broker: &Broker) {
         let mut sub_opts = MqttOptions::new(broker.client_on("rsub", 0), "127.0.0.1", broker.port);
         sub_opts.set_keep_alive(Duration::from_secs(30));
         let (sub, mut sub_loop) = AsyncClient::new(sub_opts, 100);
-        let pub_opts = MqttOptions::new(broker.client_on("rpub", broker.shards - 1), "127.0.0.1", broker.port);
+        let pub_opts = MqttOptions::new(
+            broker.client_on("rpub", broker.shards - 1),
+            "127.0.0.1",
+            broker.port,
+        );
         let (publisher, mut pub_loop) = AsyncClient::new(pub_opts, 100);
-        sub.subscribe("rumq/+/v311", QoS::AtLeastOnce).await.unwrap();
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        let sub_task = tokio::spawn(async move {
+            loop {
+                let report = match sub_loop.poll().await.expect("subscriber stays connected") {
+                    Event::Incoming(Packet::SubAck(_)) => Seen::SubAck,
+                    Event::Incoming(Packet::Publish(p)) => {
+                        Seen::Payload(payload_number(&p.payload))
+                    }
+                    _ => continue,
+                };
+                if seen_tx.send(report).is_err() {
+                    return;
+                }
+            }
+        });
+        let pub_task = tokio::spawn(async move {
+            loop {
+                pub_loop.poll().await.expect("publisher stays connected");
+            }
+        });
+        sub.subscribe("rumq/+/v311", QoS::AtLeastOnce)
+            .await
+            .unwrap();
         let received = tokio::time::timeout(WAIT, async {
+            assert!(matches!(next_seen(&seen).await, Seen::SubAck));
+            for i in 0..50u32 {
+                publisher
+                    .publish(
+                        "rumq/x/v311",
+                        QoS::AtLeastOnce,
+                        false,
+                        i.to_be_bytes().to_vec(),
+                    )
+                    .await
+                    .unwrap();
+            }
             let mut got = Vec::new();
-            let mut subscribed = false;
             while got.len() < 50 {
-                tokio::select! {
-                    ev = sub_loop.poll() => match ev.unwrap() {
-                        Event::Incoming(Packet::SubAck(_)) => {
-                            subscribed = true;
-                            for i in 0..50u32 {
-                                publisher
-                                    .publish("rumq/x/v311", QoS::AtLeastOnce, false, i.to_be_bytes().to_vec())
-                                    .await
-                                    .unwrap();
-                            }
-                        }
-                        Event::Incoming(Packet::Publish(p)) => {
-                            assert!(subscribed);
-                            got.push(u32::from_be_bytes(p.payload[..4].try_into().unwrap()));
-                        }
-                        _ => {}
-                    },
-                    ev = pub_loop.poll() => { ev.unwrap(); }
+                if let Seen::Payload(n) = next_seen(&seen).await {
+                    got.push(n);
                 }
             }
             got
@@ -195,6 +242,8 @@ fn rumqttc_v311_pair(broker: &Broker) {
         .await
         .expect("50 QoS 1 messages arrive in time");
         assert_eq!(received, (0..50).collect::<Vec<u32>>());
+        sub_task.abort();
+        pub_task.abort();
     });
 }
 
@@ -209,28 +258,50 @@ fn rumqttc_v5_pair(broker: &Broker) {
     rt.block_on(async {
         let sub_opts = MqttOptions::new(broker.client_on("r5sub", 0), "127.0.0.1", broker.port);
         let (sub, mut sub_loop) = AsyncClient::new(sub_opts, 100);
-        let pub_opts = MqttOptions::new(broker.client_on("r5pub", broker.shards - 1), "127.0.0.1", broker.port);
+        let pub_opts = MqttOptions::new(
+            broker.client_on("r5pub", broker.shards - 1),
+            "127.0.0.1",
+            broker.port,
+        );
         let (publisher, mut pub_loop) = AsyncClient::new(pub_opts, 100);
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        let sub_task = tokio::spawn(async move {
+            loop {
+                let report = match sub_loop.poll().await.expect("subscriber stays connected") {
+                    Event::Incoming(Packet::SubAck(_)) => Seen::SubAck,
+                    Event::Incoming(Packet::Publish(p)) => {
+                        Seen::Payload(payload_number(&p.payload))
+                    }
+                    _ => continue,
+                };
+                if seen_tx.send(report).is_err() {
+                    return;
+                }
+            }
+        });
+        let pub_task = tokio::spawn(async move {
+            loop {
+                pub_loop.poll().await.expect("publisher stays connected");
+            }
+        });
         sub.subscribe("rumq/v5/#", QoS::ExactlyOnce).await.unwrap();
         let received = tokio::time::timeout(WAIT, async {
+            assert!(matches!(next_seen(&seen).await, Seen::SubAck));
+            for i in 0..20u32 {
+                publisher
+                    .publish(
+                        "rumq/v5/a",
+                        QoS::ExactlyOnce,
+                        false,
+                        i.to_be_bytes().to_vec(),
+                    )
+                    .await
+                    .unwrap();
+            }
             let mut got = Vec::new();
             while got.len() < 20 {
-                tokio::select! {
-                    ev = sub_loop.poll() => match ev.unwrap() {
-                        Event::Incoming(Packet::SubAck(_)) => {
-                            for i in 0..20u32 {
-                                publisher
-                                    .publish("rumq/v5/a", QoS::ExactlyOnce, false, i.to_be_bytes().to_vec())
-                                    .await
-                                    .unwrap();
-                            }
-                        }
-                        Event::Incoming(Packet::Publish(p)) => {
-                            got.push(u32::from_be_bytes(p.payload[..4].try_into().unwrap()));
-                        }
-                        _ => {}
-                    },
-                    ev = pub_loop.poll() => { ev.unwrap(); }
+                if let Seen::Payload(n) = next_seen(&seen).await {
+                    got.push(n);
                 }
             }
             got
@@ -238,6 +309,8 @@ fn rumqttc_v5_pair(broker: &Broker) {
         .await
         .expect("20 QoS 2 messages arrive in time");
         assert_eq!(received, (0..20).collect::<Vec<u32>>());
+        sub_task.abort();
+        pub_task.abort();
     });
 }
 

@@ -180,3 +180,41 @@ fn shared_channel_vs_crossbeam() {
     println!("one-way latency: shared_channel {gl:?}, crossbeam (polling) {cl:?}");
     assert!(g > 0.0 && c > 0.0);
 }
+
+/// Wake-ups: the receiver parks between messages; each message must wake it promptly.
+/// Prints the worst delivery delay over `ROUNDS` messages sent 5 ms apart.
+#[test]
+#[ignore = "measurement; run by hand with --ignored --nocapture"]
+fn parked_receiver_wakes_per_message() {
+    const ROUNDS: u32 = 200;
+    for (a, b) in [(0, 1), (1, 1)] {
+        let (tx, rx) = shared_channel::new_bounded::<Instant>(16);
+        let receiver = builder(b)
+            .spawn(move || async move {
+                let rx = rx.connect().await;
+                let mut worst = Duration::ZERO;
+                let mut slow = 0;
+                while let Some(sent) = rx.recv().await {
+                    let d = sent.elapsed();
+                    worst = worst.max(d);
+                    if d > Duration::from_millis(5) {
+                        slow += 1;
+                    }
+                }
+                (worst, slow)
+            })
+            .expect("executor starts");
+        let sender = builder(a)
+            .spawn(move || async move {
+                let tx = tx.connect().await;
+                for _ in 0..ROUNDS {
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                    tx.send(Instant::now()).await.expect("receiver lives");
+                }
+            })
+            .expect("executor starts");
+        sender.join().expect("sender finishes");
+        let (worst, slow) = receiver.join().expect("receiver finishes");
+        println!("cpus {a}->{b}: worst wake-up {worst:?}, {slow} of {ROUNDS} over 5 ms");
+    }
+}

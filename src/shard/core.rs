@@ -38,8 +38,14 @@ pub trait Core: 'static {
     fn connection_lost(&mut self, conn: ConnId, now: Instant);
     fn mesh_received(&mut self, from: ShardId, msg: Self::Msg, now: Instant);
     fn tick(&mut self, now: Instant);
-    /// The broker is stopping: publish wills, say goodbye; then the runtime flushes and
-    /// closes every connection still open.
+    /// First phase of stopping: publish every connected client's will now, keeping the
+    /// connections open, so wills reach subscribers on every shard before any closes.
+    /// The default does nothing (the will then goes out in `shutdown`).
+    fn publish_wills_for_shutdown(&mut self, now: Instant) {
+        let _ = now;
+    }
+    /// Second phase: say goodbye and close; the runtime then flushes and closes every
+    /// connection still open.
     fn shutdown(&mut self, now: Instant);
     fn poll_output(&mut self) -> Option<CoreOutput<Self::Msg>>;
     fn take_outgoing(&mut self, conn: ConnId) -> BytesMut;

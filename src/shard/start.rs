@@ -47,6 +47,9 @@ pub struct RuntimeConfig {
     pub cpus: Option<Vec<usize>>,
     pub max_connections: u32,
     pub mesh_backlog_messages: u32,
+    /// Setting it stops the broker. Made before `start` so a signal handler can hold it
+    /// from the first moment the broker listens.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// Why the broker could not start (or a shard failed).
@@ -152,7 +155,7 @@ where
     // Held until every shard listens, so a port 0 stays ours meanwhile.
     let (addrs, probes) = resolve_listeners(&config.listeners)?;
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = config.stop.clone();
     let shared = Arc::new(Shared {
         connections: AtomicU32::new(0),
         max_connections: config.max_connections,
@@ -277,12 +280,15 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
     stop_shard(&shard, shard_count).await;
 }
 
-/// Stops one shard: no more accepts; the core publishes wills and says goodbye; wait for
-/// every shard to get that far (wills cross the mesh), deliver, then flush and close.
+/// Stops one shard in two phases. First: no more accepts, and the core publishes wills
+/// while every connection stays open; each shard waits until all have done so, then
+/// gives the mesh a moment to deliver (a will's subscribers may live on any shard).
+/// Second: the core says goodbye (DISCONNECT 0x8B to MQTT 5 clients) and closes; what it
+/// leaves open is flushed and closed here.
 async fn stop_shard<C: Core>(shard: &Rc<Shard<C>>, shard_count: u16) {
     shard.stop.stop();
     let now = shard.update_clock();
-    shard.core.borrow_mut().shutdown(now);
+    shard.core.borrow_mut().publish_wills_for_shutdown(now);
     shard.pump();
     shard.mesh.flush();
     shard.shared.shards_drained.fetch_add(1, Ordering::AcqRel);
@@ -293,13 +299,24 @@ async fn stop_shard<C: Core>(shard: &Rc<Shard<C>>, shard_count: u16) {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     glommio::timer::sleep(DELIVER_GRACE).await;
+
+    let now = shard.update_clock();
+    shard.core.borrow_mut().shutdown(now);
+    shard.pump();
+    shard.mesh.flush();
+    wait_closed(shard).await;
     shard.close_all();
+    wait_closed(shard).await;
+    let mesh = shard.mesh.stats();
+    tracing::debug!(shard = shard.id.0, ?mesh, "shard stopped");
+}
+
+/// Waits (bounded) until the shard has no open connection.
+async fn wait_closed<C: Core>(shard: &Shard<C>) {
     let deadline = Instant::now() + CLOSE_TIMEOUT;
     while shard.open_count() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
-    let mesh = shard.mesh.stats();
-    tracing::debug!(shard = shard.id.0, ?mesh, "shard stopped");
 }
 
 /// io_uring_setup(2) with a one-entry ring: the cheapest proof that this process may use

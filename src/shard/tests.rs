@@ -191,6 +191,7 @@ fn config(shards: u16, max_connections: u32) -> RuntimeConfig {
         cpus: None,
         max_connections,
         mesh_backlog_messages: 1000,
+        stop: Default::default(),
     }
 }
 

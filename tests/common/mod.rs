@@ -48,6 +48,11 @@ impl Broker {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_culex"));
         cmd.arg("--shards").arg(shards.to_string());
+        // CULEX_TEST_VERBOSE=1 shows the broker's debug log; otherwise it stays quiet.
+        let verbose = std::env::var_os("CULEX_TEST_VERBOSE").is_some();
+        if verbose {
+            cmd.arg("-v");
+        }
         let config_path = config.map(|text| {
             let path =
                 std::env::temp_dir().join(format!("culex-test-{}-{port}.conf", std::process::id()));
@@ -61,7 +66,11 @@ impl Broker {
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(if verbose {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         let child = cmd.spawn().expect("the culex binary runs");
         let broker = Broker {
             child: Some(child),
