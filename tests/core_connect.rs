@@ -36,7 +36,11 @@ fn connack_bytes_for_v311_success() {
 #[test]
 fn v31_client_id_must_be_1_to_23_bytes() {
     let mut net = Net::new(1);
-    for (id, ok) in [("", false), (&"x".repeat(24)[..], false), (&"y".repeat(23)[..], true)] {
+    for (id, ok) in [
+        ("", false),
+        (&"x".repeat(24)[..], false),
+        (&"y".repeat(23)[..], true),
+    ] {
         let (sock, connack) = net.connect_on(0, connect(V3, id, true));
         let expected = if ok {
             ReasonCode::Success
@@ -87,7 +91,9 @@ fn unsupported_protocol_level_gets_return_code_1_and_close() {
     // CONNECT, "MQTT", level 6, clean session, keep alive 60, client id "a".
     net.send_raw(
         sock,
-        &[0x10, 0x0D, 0x00, 0x04, b'M', b'Q', b'T', b'T', 6, 0x02, 0x00, 0x3C, 0x00, 0x01, b'a'],
+        &[
+            0x10, 0x0D, 0x00, 0x04, b'M', b'Q', b'T', b'T', 6, 0x02, 0x00, 0x3C, 0x00, 0x01, b'a',
+        ],
     );
     assert_eq!(net.recv_raw(sock), vec![0x20, 0x02, 0x00, 0x01]);
     assert!(net.is_closed(sock));
@@ -108,7 +114,10 @@ fn second_connect_is_a_protocol_error() {
     let id = net.id_on(0, "twice");
     let sock = net.client(V5, &id);
     net.send(sock, &Packet::Connect(Box::new(connect(V5, &id, true))));
-    assert_eq!(disconnect_code(&net.recv(sock)), Some(ReasonCode::ProtocolError));
+    assert_eq!(
+        disconnect_code(&net.recv(sock)),
+        Some(ReasonCode::ProtocolError)
+    );
     assert!(net.is_closed(sock));
 }
 
@@ -128,16 +137,23 @@ fn takeover_closes_the_old_connection_and_keeps_a_persistent_session() {
     let mut net = Net::new(2);
     let id = net.id_on(1, "taken");
     let (old, first) = net.connect_on(0, connect(V5, &id, false));
-    let Packet::ConnAck(first) = first else { panic!() };
+    let Packet::ConnAck(first) = first else {
+        panic!()
+    };
     assert!(!first.session_present);
     // A persistent session needs an expiry under MQTT 5; use 3.1.1 semantics via v5 props.
     let mut again = connect(V5, &id, false);
     again.properties.session_expiry_interval_s = Some(100);
     let (new, second) = net.connect_on(1, again);
-    assert_eq!(disconnect_code(&net.recv(old)), Some(ReasonCode::SessionTakenOver));
+    assert_eq!(
+        disconnect_code(&net.recv(old)),
+        Some(ReasonCode::SessionTakenOver)
+    );
     assert!(net.is_closed(old));
     assert!(!net.is_closed(new));
-    let Packet::ConnAck(second) = second else { panic!() };
+    let Packet::ConnAck(second) = second else {
+        panic!()
+    };
     // The first connection asked for expiry 0: its session ended with it.
     assert!(!second.session_present);
     assert_eq!(net.cores[1].stats().takeovers_count, 1);
@@ -145,7 +161,9 @@ fn takeover_closes_the_old_connection_and_keeps_a_persistent_session() {
     // Now take over a session that does persist.
     let (_newer, third) = net.connect_on(0, connect(V4, &id, false));
     assert!(net.is_closed(new));
-    let Packet::ConnAck(third) = third else { panic!() };
+    let Packet::ConnAck(third) = third else {
+        panic!()
+    };
     assert!(third.session_present);
 }
 
@@ -157,11 +175,15 @@ fn v311_persistent_session_is_present_on_reconnect_and_clean_discards_it() {
     net.send(sock, &disconnect(ReasonCode::Success));
     assert!(net.is_closed(sock));
     let (sock, connack) = net.connect_on(1, connect(V4, &id, false));
-    let Packet::ConnAck(ack) = connack else { panic!() };
+    let Packet::ConnAck(ack) = connack else {
+        panic!()
+    };
     assert!(ack.session_present);
     net.send(sock, &disconnect(ReasonCode::Success));
     let (_, connack) = net.connect_on(1, connect(V4, &id, true));
-    let Packet::ConnAck(ack) = connack else { panic!() };
+    let Packet::ConnAck(ack) = connack else {
+        panic!()
+    };
     assert!(!ack.session_present);
 }
 
@@ -185,7 +207,10 @@ fn keepalive_timeout_is_one_and_a_half_times_keep_alive() {
     net.advance(Duration::from_millis(14_999));
     assert!(!net.is_closed(sock));
     net.advance(Duration::from_millis(1));
-    assert_eq!(disconnect_code(&net.recv(sock)), Some(ReasonCode::KeepAliveTimeout));
+    assert_eq!(
+        disconnect_code(&net.recv(sock)),
+        Some(ReasonCode::KeepAliveTimeout)
+    );
     assert!(net.is_closed(sock));
     assert_eq!(net.cores[0].stats().keepalive_timeouts_count, 1);
 }
@@ -198,7 +223,9 @@ fn v5_keep_alive_above_the_maximum_gets_server_keep_alive() {
     };
     let mut net = Net::with_limits(1, limits);
     let (sock, connack) = net.connect_on(0, connect(V5, "ka", true));
-    let Packet::ConnAck(ack) = connack else { panic!() };
+    let Packet::ConnAck(ack) = connack else {
+        panic!()
+    };
     assert_eq!(ack.properties.server_keep_alive_s, Some(30));
     // The server's value governs: 45 s of silence closes.
     net.advance(Duration::from_secs(45));
@@ -246,7 +273,10 @@ fn auth_packet_without_method_is_a_protocol_error() {
             properties: AuthProperties::default(),
         }),
     );
-    assert_eq!(disconnect_code(&net.recv(sock)), Some(ReasonCode::ProtocolError));
+    assert_eq!(
+        disconnect_code(&net.recv(sock)),
+        Some(ReasonCode::ProtocolError)
+    );
     assert!(net.is_closed(sock));
 }
 
@@ -260,7 +290,10 @@ fn malformed_packet_closes_only_its_connection() {
     net.subscribe(good, "t", QoS::AtMostOnce);
     // PUBLISH QoS 3: malformed.
     net.send_raw(bad, &[0x36, 0x03, 0x00, 0x01, b't']);
-    assert_eq!(disconnect_code(&net.recv(bad)), Some(ReasonCode::MalformedPacket));
+    assert_eq!(
+        disconnect_code(&net.recv(bad)),
+        Some(ReasonCode::MalformedPacket)
+    );
     assert!(net.is_closed(bad));
     assert_eq!(net.cores[0].stats().malformed_packets_count, 1);
     let other = net.client(V4, "other");
@@ -294,7 +327,10 @@ fn shutdown_sends_0x8b_to_v5_and_closes_everyone() {
     let v5 = net.client(V5, "five");
     let v4 = net.client(V4, "four");
     net.shutdown(0);
-    assert_eq!(disconnect_code(&net.recv(v5)), Some(ReasonCode::ServerShuttingDown));
+    assert_eq!(
+        disconnect_code(&net.recv(v5)),
+        Some(ReasonCode::ServerShuttingDown)
+    );
     assert!(net.recv(v4).is_empty());
     assert!(net.is_closed(v5) && net.is_closed(v4));
 }

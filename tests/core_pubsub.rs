@@ -33,11 +33,17 @@ fn qos0_crosses_shards_with_one_copy_per_interested_shard() {
     let p = net.client(V4, &net.id_on(0, "p"));
     for s in [a, b, c] {
         let suback = net.subscribe(s, "room/+/temp", QoS::AtMostOnce);
-        assert!(matches!(&suback[..], [Packet::SubAck(ack)] if ack.reason_codes == [ReasonCode::Success]));
+        assert!(
+            matches!(&suback[..], [Packet::SubAck(ack)] if ack.reason_codes == [ReasonCode::Success])
+        );
     }
     let before = net.mesh_count("Publish");
     net.publish(p, "room/1/temp", QoS::AtMostOnce, b"21.5");
-    assert_eq!(net.mesh_count("Publish") - before, 2, "one copy to shard 1, one to shard 2");
+    assert_eq!(
+        net.mesh_count("Publish") - before,
+        2,
+        "one copy to shard 1, one to shard 2"
+    );
     for s in [a, b, c] {
         let got = net.recv(s);
         assert_eq!(payloads(&got), vec!["21.5"]);
@@ -87,16 +93,25 @@ fn qos1_both_directions_and_downgrade_to_the_subscription() {
     let (sub, p) = pair(&mut net, V4);
     net.subscribe(sub, "q/1", QoS::AtLeastOnce);
     net.subscribe(sub, "q/0", QoS::AtMostOnce);
-    net.send(p, &Packet::Publish(publish("q/1", QoS::ExactlyOnce, Some(pid(7)), b"two")));
+    net.send(
+        p,
+        &Packet::Publish(publish("q/1", QoS::ExactlyOnce, Some(pid(7)), b"two")),
+    );
     assert!(matches!(&net.recv(p)[..], [Packet::PubRec(a)] if a.packet_id == pid(7)));
     net.send(p, &Packet::PubRel(ack(pid(7))));
     assert!(matches!(&net.recv(p)[..], [Packet::PubComp(a)] if a.packet_id == pid(7)));
-    net.send(p, &Packet::Publish(publish("q/0", QoS::AtLeastOnce, Some(pid(8)), b"one")));
+    net.send(
+        p,
+        &Packet::Publish(publish("q/0", QoS::AtLeastOnce, Some(pid(8)), b"one")),
+    );
     assert!(matches!(&net.recv(p)[..], [Packet::PubAck(a)] if a.packet_id == pid(8)));
     let got = net.recv(sub);
     let got = publishes(&got);
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].qos, got[1].qos), (QoS::AtLeastOnce, QoS::AtMostOnce));
+    assert_eq!(
+        (got[0].qos, got[1].qos),
+        (QoS::AtLeastOnce, QoS::AtMostOnce)
+    );
     assert!(got[0].packet_id.is_some() && got[1].packet_id.is_none());
     let id = got[0].packet_id.expect("QoS 1 has an id");
     net.send(sub, &Packet::PubAck(ack(id)));
@@ -114,10 +129,18 @@ fn qos2_inbound_is_routed_exactly_once() {
     net.send(p, &Packet::Publish(first.clone()));
     let acks = net.recv(p);
     assert_eq!(acks.len(), 2);
-    assert!(acks.iter().all(|a| matches!(a, Packet::PubRec(a) if a.packet_id == pid(5))));
-    assert_eq!(payloads(&net.recv(sub)).len(), 1, "the re-send is not routed again");
+    assert!(acks
+        .iter()
+        .all(|a| matches!(a, Packet::PubRec(a) if a.packet_id == pid(5))));
+    assert_eq!(
+        payloads(&net.recv(sub)).len(),
+        1,
+        "the re-send is not routed again"
+    );
     net.send(p, &Packet::PubRel(ack(pid(5))));
-    assert!(matches!(&net.recv(p)[..], [Packet::PubComp(a)] if a.reason_code == ReasonCode::Success));
+    assert!(
+        matches!(&net.recv(p)[..], [Packet::PubComp(a)] if a.reason_code == ReasonCode::Success)
+    );
     // After PUBREL the id starts a new message.
     first.dup = false;
     net.send(p, &Packet::Publish(first));
@@ -125,7 +148,9 @@ fn qos2_inbound_is_routed_exactly_once() {
     // PUBREL for an unknown id: PUBCOMP 0x92.
     net.send(p, &Packet::PubRel(ack(pid(99))));
     let got = net.recv(p);
-    assert!(got.iter().any(|a| matches!(a, Packet::PubComp(a) if a.reason_code == ReasonCode::PacketIdentifierNotFound)));
+    assert!(got.iter().any(
+        |a| matches!(a, Packet::PubComp(a) if a.reason_code == ReasonCode::PacketIdentifierNotFound)
+    ));
 }
 
 #[test]
@@ -147,9 +172,18 @@ fn qos2_outbound_flow() {
 fn overlapping_subscriptions_give_one_copy_at_the_highest_qos_with_every_id() {
     let mut net = Net::new(2);
     let (sub, p) = pair(&mut net, V5);
-    net.send(sub, &subscribe(1, &[("a/+", options(QoS::AtMostOnce))], Some(1)));
-    net.send(sub, &subscribe(2, &[("a/#", options(QoS::AtLeastOnce))], Some(2)));
-    net.send(sub, &subscribe(3, &[("a/b", options(QoS::AtMostOnce))], None));
+    net.send(
+        sub,
+        &subscribe(1, &[("a/+", options(QoS::AtMostOnce))], Some(1)),
+    );
+    net.send(
+        sub,
+        &subscribe(2, &[("a/#", options(QoS::AtLeastOnce))], Some(2)),
+    );
+    net.send(
+        sub,
+        &subscribe(3, &[("a/b", options(QoS::AtMostOnce))], None),
+    );
     net.recv(sub);
     net.publish(p, "a/b", QoS::ExactlyOnce, b"once");
     let got = net.recv(sub);
@@ -217,7 +251,10 @@ fn retain_flag_on_live_messages_follows_retain_as_published() {
     net.send(p, &Packet::Publish(msg));
     assert!(publishes(&net.recv(rap))[0].retain);
     assert!(!publishes(&net.recv(plain))[0].retain);
-    assert!(!publishes(&net.recv(v4))[0].retain, "3.1.1: 0 for an established subscription");
+    assert!(
+        !publishes(&net.recv(v4))[0].retain,
+        "3.1.1: 0 for an established subscription"
+    );
 }
 
 #[test]
@@ -258,7 +295,9 @@ fn persistent_session_queues_qos1_while_offline_and_resends_unacked_with_dup() {
     net.publish(p, "d", QoS::AtMostOnce, b"qos0 dropped");
     assert_eq!(net.cores[1].stats().qos0_dropped_offline_count, 1);
     let (sub, connack) = net.connect_on(0, connect(V4, &id, false));
-    let Packet::ConnAck(connack) = connack else { panic!() };
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
     assert!(connack.session_present);
     let got = net.recv(sub);
     let got = publishes(&got);
@@ -295,7 +334,9 @@ fn v5_session_expiry_ends_the_session_and_is_capped() {
     let mut c = connect(V5, "exp", true);
     c.properties.session_expiry_interval_s = Some(1000);
     let (sock, connack) = net.connect_on(0, c);
-    let Packet::ConnAck(connack) = connack else { panic!() };
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
     assert_eq!(connack.properties.session_expiry_interval_s, Some(100));
     net.lose(sock);
     net.advance(Duration::from_secs(99));
@@ -306,7 +347,9 @@ fn v5_session_expiry_ends_the_session_and_is_capped() {
     let mut again = connect(V5, "exp", false);
     again.properties.session_expiry_interval_s = Some(10);
     let (_, connack) = net.connect_on(0, again);
-    let Packet::ConnAck(connack) = connack else { panic!() };
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
     assert!(!connack.session_present);
 }
 
@@ -314,7 +357,12 @@ fn v5_session_expiry_ends_the_session_and_is_capped() {
 fn retained_set_on_one_shard_is_delivered_on_subscribe_from_another() {
     let mut net = Net::new(3);
     let p = net.client(V4, &net.id_on(0, "p"));
-    for (topic, payload) in [("home/a", &b"A"[..]), ("home/b", b"B"), ("home/c", b"C"), ("other", b"O")] {
+    for (topic, payload) in [
+        ("home/a", &b"A"[..]),
+        ("home/b", b"B"),
+        ("home/c", b"C"),
+        ("other", b"O"),
+    ] {
         let mut m = publish(topic, QoS::AtLeastOnce, Some(pid(1)), b"");
         m.payload = bytes::Bytes::copy_from_slice(payload);
         m.retain = true;
@@ -357,7 +405,10 @@ fn retain_handling_1_and_2() {
     net.send(s, &subscribe(1, &[("rh", if_new)], None));
     assert_eq!(payloads(&net.recv(s)), vec!["kept"]);
     net.send(s, &subscribe(2, &[("rh", if_new)], None));
-    assert!(payloads(&net.recv(s)).is_empty(), "not for a replaced subscription");
+    assert!(
+        payloads(&net.recv(s)).is_empty(),
+        "not for a replaced subscription"
+    );
     let never = SubscriptionOptions {
         retain_handling: RetainHandling::DoNotSend,
         ..options(QoS::AtMostOnce)
@@ -379,7 +430,10 @@ fn will_is_published_on_abnormal_end_only() {
     assert_eq!(payloads(&net.recv(watcher)), vec!["gone"]);
     let (sock, _) = net.connect_on(0, c.clone());
     net.send(sock, &disconnect(ReasonCode::Success));
-    assert!(payloads(&net.recv(watcher)).is_empty(), "normal DISCONNECT drops the will");
+    assert!(
+        payloads(&net.recv(watcher)).is_empty(),
+        "normal DISCONNECT drops the will"
+    );
     // Keepalive timeout sends it.
     c.keep_alive_s = 10;
     let (_sock, _) = net.connect_on(0, c);
@@ -429,7 +483,9 @@ fn will_delay_waits_and_is_cancelled_by_resuming_the_session() {
     resume.clean_start = false;
     resume.will = None;
     let (_sock, connack) = net.connect_on(1, resume);
-    let Packet::ConnAck(connack) = connack else { panic!() };
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
     assert!(connack.session_present);
     net.advance(Duration::from_secs(10));
     assert!(net.recv(watcher).is_empty(), "resumed in time: no will");
@@ -479,10 +535,24 @@ fn shared_subscription_gives_each_message_to_exactly_one_member_across_shards() 
     for _ in 0..30 {
         net.publish(p, "jobs/x", QoS::AtLeastOnce, b"job");
     }
-    let counts: Vec<usize> = members.iter().map(|m| payloads(&net.recv(*m)).len()).collect();
-    assert_eq!(counts.iter().sum::<usize>(), 30, "each message to exactly one member: {counts:?}");
-    assert!(counts.iter().filter(|c| **c > 0).count() >= 2, "spread over members: {counts:?}");
-    assert_eq!(payloads(&net.recv(plain)).len(), 30, "plain subscribers get every message");
+    let counts: Vec<usize> = members
+        .iter()
+        .map(|m| payloads(&net.recv(*m)).len())
+        .collect();
+    assert_eq!(
+        counts.iter().sum::<usize>(),
+        30,
+        "each message to exactly one member: {counts:?}"
+    );
+    assert!(
+        counts.iter().filter(|c| **c > 0).count() >= 2,
+        "spread over members: {counts:?}"
+    );
+    assert_eq!(
+        payloads(&net.recv(plain)).len(),
+        30,
+        "plain subscribers get every message"
+    );
 }
 
 #[test]
@@ -517,7 +587,10 @@ fn topic_alias_from_the_client() {
     let mut bad = publish("x", QoS::AtMostOnce, None, b"");
     bad.properties.topic_alias = NonZeroU16::new(11);
     net.send(p, &Packet::Publish(bad));
-    assert_eq!(disconnect_code(&net.recv(p)), Some(ReasonCode::TopicAliasInvalid));
+    assert_eq!(
+        disconnect_code(&net.recv(p)),
+        Some(ReasonCode::TopicAliasInvalid)
+    );
     assert!(net.is_closed(p));
 }
 
@@ -529,7 +602,10 @@ fn unknown_topic_alias_is_a_protocol_error() {
     m.topic = culex::protocol::TopicName::empty_for_alias();
     m.properties.topic_alias = NonZeroU16::new(1);
     net.send(p, &Packet::Publish(m));
-    assert_eq!(disconnect_code(&net.recv(p)), Some(ReasonCode::ProtocolError));
+    assert_eq!(
+        disconnect_code(&net.recv(p)),
+        Some(ReasonCode::ProtocolError)
+    );
 }
 
 #[test]
@@ -585,12 +661,20 @@ fn inbound_receive_maximum_exceeded_disconnects_with_0x93() {
     };
     let mut net = Net::with_limits(1, limits);
     let (p, connack) = net.connect_on(0, connect(V5, "flood", true));
-    let Packet::ConnAck(connack) = connack else { panic!() };
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
     assert_eq!(connack.properties.receive_maximum, NonZeroU16::new(2));
     for id in 1..=3 {
-        net.send(p, &Packet::Publish(publish("f", QoS::ExactlyOnce, Some(pid(id)), b"x")));
+        net.send(
+            p,
+            &Packet::Publish(publish("f", QoS::ExactlyOnce, Some(pid(id)), b"x")),
+        );
     }
-    assert_eq!(disconnect_code(&net.recv(p)), Some(ReasonCode::ReceiveMaximumExceeded));
+    assert_eq!(
+        disconnect_code(&net.recv(p)),
+        Some(ReasonCode::ReceiveMaximumExceeded)
+    );
     assert_eq!(net.cores[0].stats().receive_maximum_exceeded_count, 1);
 }
 

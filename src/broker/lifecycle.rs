@@ -224,7 +224,7 @@ impl ShardCore {
                     None => self.stats.shared_undeliverable_count += 1,
                 }
             }
-            MeshMessage::RetainedSet { message } => self.set_retained(message),
+            MeshMessage::RetainedSet { message } => self.set_retained(*message),
             MeshMessage::RetainedQuery { query, filter } => {
                 let mut messages = Vec::new();
                 self.retained.matching(&filter, now, &mut messages);

@@ -72,7 +72,7 @@ pub enum MeshMessage {
         message: Arc<Message>,
     },
     /// Set (or clear, empty payload) a retained message this shard owns.
-    RetainedSet { message: RetainedMessage },
+    RetainedSet { message: Box<RetainedMessage> },
     /// Send back the retained messages matching `filter`.
     RetainedQuery { query: u64, filter: TopicFilter },
     /// The answer to a `RetainedQuery`.

@@ -167,7 +167,9 @@ impl ShardCore {
         } else {
             self.outputs.push_back(Output::Mesh {
                 to: owner,
-                msg: MeshMessage::RetainedSet { message: retained },
+                msg: MeshMessage::RetainedSet {
+                    message: Box::new(retained),
+                },
             });
         }
     }

@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn bad_lists_name_the_token() {
         let cases = [
-            ("", "empty CPU list: expected e.g. '0-3'"),
+            ("", "empty CPU list: expected e.g. '0-3,6'"),
             ("0,,1", "empty entry in CPU list (two commas, or a comma at an end)"),
             ("0,", "empty entry in CPU list (two commas, or a comma at an end)"),
             ("a", "'a' is not a CPU number or range like '0-3'"),

@@ -116,6 +116,10 @@ pub struct FileConfig {
     pub default_port: Option<(u16, usize)>,
     /// Deprecated `bind_address`, with its line.
     pub default_bind: Option<(Vec<IpAddr>, usize)>,
+    /// A `max_connections` other than -1 before any `listener` line: Mosquitto 2 takes it
+    /// as a setting of the default listener and so opens that listener (port 1883, all
+    /// interfaces, unless `port` / `bind_address` say otherwise). The line, if so.
+    pub default_implied: Option<usize>,
     pub allow_anonymous: Option<bool>,
     pub retain_available: bool,
     /// Every limit except the packet size, which needs both options below to resolve.
@@ -137,6 +141,7 @@ impl FileConfig {
             listeners: Vec::new(),
             default_port: None,
             default_bind: None,
+            default_implied: None,
             allow_anonymous: None,
             retain_available: true,
             limits: Limits::default(),
@@ -154,7 +159,13 @@ impl FileConfig {
     /// True when the file opens any listener itself (Mosquitto 2 then leaves local-only
     /// mode: `-p` is ignored and anonymous clients are refused unless allowed).
     pub fn defines_listeners(&self) -> bool {
-        !self.listeners.is_empty() || self.default_port.is_some() || self.default_bind.is_some()
+        !self.listeners.is_empty() || self.defines_default_listener()
+    }
+
+    /// True when the file opens the default listener (`port`, `bind_address`, or a
+    /// `max_connections` before any `listener`).
+    pub fn defines_default_listener(&self) -> bool {
+        self.default_port.is_some() || self.default_bind.is_some() || self.default_implied.is_some()
     }
 }
 
@@ -288,8 +299,8 @@ impl FileConfig {
                         ))
                     }
                 };
-                if port_text == "0" {
-                    return Err(line.unsupported()); // Port 0 names a unix socket.
+                if port_text == "0" && bind.is_some() {
+                    return Err(line.unsupported()); // Port 0 and a path: a unix socket.
                 }
                 let port = parse_port(line, port_text)?;
                 let ips = match bind {
@@ -310,9 +321,34 @@ impl FileConfig {
                 self.default_bind = Some((ips, line.number));
                 self.warnings.push(deprecated(line.key));
             }
+            "max_connections" => self.apply_max_connections(line)?,
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// `max_connections`: a listener option in Mosquitto, one global cap in Culex.
+    fn apply_max_connections(&mut self, line: &Line<'_>) -> Result<(), String> {
+        let text = line.value()?;
+        self.limits.max_connections = match text {
+            "-1" => limits::MAX_CONNECTIONS_UNLIMITED,
+            _ => line.int_u32(1, u32::MAX).map_err(|_| {
+                line.invalid(
+                    text,
+                    "-1 (unlimited) or a whole number from 1 to 4294967295",
+                )
+            })?,
+        };
+        // Mosquitto 2 opens its default listener when this names a limit before any
+        // `listener` line (it counts as that listener's setting); so does Culex.
+        if text != "-1" && self.listeners.is_empty() && self.default_implied.is_none() {
+            self.default_implied = Some(line.number);
+            self.warnings.push(format!(
+                "line {}: 'max_connections' before any 'listener' opens the default listener (port 1883 on every interface unless 'port' or 'bind_address' say otherwise), as in Mosquitto 2",
+                line.number
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses a second listener on one address: the bind would fail later, less clearly.
@@ -330,18 +366,6 @@ impl FileConfig {
     fn apply_limit(&mut self, line: &Line<'_>) -> Result<bool, String> {
         let caps = &mut self.limits;
         match line.key {
-            "max_connections" => {
-                let text = line.value()?;
-                caps.max_connections = match text {
-                    "-1" => limits::MAX_CONNECTIONS_UNLIMITED,
-                    _ => line.int_u32(1, u32::MAX).map_err(|_| {
-                        line.invalid(
-                            text,
-                            "-1 (unlimited) or a whole number from 1 to 4294967295",
-                        )
-                    })?,
-                }
-            }
             "max_inflight_messages" => {
                 let n = match line.int_u16(0, u16::MAX)? {
                     0 => limits::MAX_INFLIGHT_MESSAGES_UNLIMITED,

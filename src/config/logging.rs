@@ -6,7 +6,12 @@
 //! gives subscribe, unsubscribe and websockets their own targets (below), which other
 //! modules name when they log those events so the switches stay independent.
 
+use std::io::IsTerminal;
+
+use tracing::Subscriber;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// The target for "client subscribed" lines: `info!(target: SUBSCRIBE_TARGET, ...)`.
@@ -175,18 +180,156 @@ pub fn init_logging(settings: &super::Settings) {
     let writer = std::io::stderr
         .with_filter(move |_| dest.stderr)
         .and(std::io::stdout.with_filter(move |_| dest.stdout));
+    // Colour only on a terminal: log files and journald should not hold escape codes.
+    let ansi = (dest.stderr && std::io::stderr().is_terminal())
+        || (dest.stdout && std::io::stdout().is_terminal());
+    // `try_init` also routes the `log` crate (glommio logs through it) into tracing. An
+    // existing subscriber is kept on purpose, so its error is not a failure here.
+    let _ = subscriber(log, filter, writer, ansi).try_init();
+}
+
+/// The subscriber for `log`, writing through `writer`; split out so tests can capture it.
+fn subscriber<W>(
+    log: &LogSettings,
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
-    // An existing subscriber is kept on purpose, so the error is not a failure here.
-    let _ = if log.timestamp {
-        builder.try_init()
+        .with_writer(writer)
+        .with_ansi(ansi);
+    if log.timestamp {
+        Box::new(builder.finish())
     } else {
-        builder.without_time().try_init()
-    };
+        Box::new(builder.without_time().finish())
+    }
 }
 
 fn directives_filter(log: &LogSettings) -> EnvFilter {
     EnvFilter::try_new(log.types.filter_directives())
         .expect("directives built from fixed level and target names always parse")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer that keeps every line in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("no test panics while holding it")
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Logs one line of each kind under `types` and returns what was written.
+    fn log_each_kind(types: LogTypes, timestamp: bool) -> String {
+        let log = LogSettings {
+            types,
+            timestamp,
+            ..LogSettings::mosquitto_default()
+        };
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = subscriber(&log, directives_filter(&log), move || sink.clone(), false);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!("an error");
+            tracing::warn!("a warning");
+            tracing::info!("some information");
+            tracing::debug!("a packet");
+            tracing::info!(target: SUBSCRIBE_TARGET, "c1 subscribed");
+            tracing::info!(target: UNSUBSCRIBE_TARGET, "c1 unsubscribed");
+        });
+        let bytes = captured.0.lock().expect("logging is over").clone();
+        String::from_utf8(bytes).expect("fmt writes UTF-8")
+    }
+
+    #[test]
+    fn log_types_select_lines() {
+        let out = log_each_kind(LogTypes::default(), false);
+        for line in ["an error", "a warning", "some information"] {
+            assert!(out.contains(line), "{line} missing from {out}");
+        }
+        for line in ["a packet", "subscribed"] {
+            assert!(!out.contains(line), "{line} in {out}");
+        }
+
+        let errors_and_subscribes = LogTypes {
+            error: true,
+            subscribe: true,
+            ..LogTypes::NONE
+        };
+        let out = log_each_kind(errors_and_subscribes, false);
+        assert!(
+            out.contains("an error") && out.contains("c1 subscribed"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("a warning") && !out.contains("unsubscribed"),
+            "{out}"
+        );
+
+        let out = log_each_kind(LogTypes::ALL, false);
+        assert_eq!(out.lines().count(), 6, "{out}");
+
+        assert_eq!(log_each_kind(LogTypes::NONE, false), "");
+    }
+
+    #[test]
+    fn timestamps_are_optional() {
+        // Without a timestamp a line opens with its level; with one, with the year.
+        let plain = log_each_kind(
+            LogTypes {
+                error: true,
+                ..LogTypes::NONE
+            },
+            false,
+        );
+        assert!(plain.trim_start().starts_with("ERROR"), "{plain}");
+        let stamped = log_each_kind(
+            LogTypes {
+                error: true,
+                ..LogTypes::NONE
+            },
+            true,
+        );
+        assert!(stamped.starts_with("20"), "{stamped}");
+    }
+
+    #[test]
+    fn verbose_overrides_the_file() {
+        let mut log = LogSettings {
+            types: LogTypes::NONE,
+            dest: LogDest {
+                stderr: false,
+                stdout: true,
+            },
+            timestamp: false,
+            verbose: false,
+        };
+        log.make_verbose();
+        assert_eq!(log.types, LogTypes::ALL);
+        assert_eq!(
+            log.dest,
+            LogDest {
+                stderr: true,
+                stdout: false
+            }
+        );
+        assert!(log.verbose && !log.timestamp);
+    }
 }

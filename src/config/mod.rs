@@ -156,7 +156,7 @@ fn local_only_listeners(cli_ports: &[u16]) -> Vec<SocketAddr> {
 /// The default listener (from `port` / `bind_address`) first, then the `listener` lines.
 fn file_listeners(file: &FileConfig) -> Vec<SocketAddr> {
     let mut listeners = Vec::new();
-    if file.default_port.is_some() || file.default_bind.is_some() {
+    if file.defines_default_listener() {
         let port = file.default_port.map_or(DEFAULT_PORT, |(port, _)| port);
         let ips = file
             .default_bind

@@ -67,6 +67,7 @@ fn required_flags(packet_type: u8) -> u8 {
     }
 }
 
+#[inline]
 fn decode_body(
     first_byte: u8,
     body: Bytes,
@@ -298,6 +299,48 @@ mod tests {
             Err(DecodeError::InvalidPacketType(15))
         );
         assert!(decode_one(&[0xF0, 0x00], V5).is_ok());
+    }
+
+    #[test]
+    fn v31_and_v311_spell_the_common_packets_alike() {
+        let frames: [&[u8]; 11] = [
+            &[0x20, 0x02, 0x00, 0x05],             // CONNACK: refused, not authorized
+            &[0x30, 0x04, 0x00, 0x01, b't', b'p'], // PUBLISH QoS 0 "t", payload "p"
+            &[0x3B, 0x05, 0x00, 0x01, b't', 0x00, 0x02], // PUBLISH DUP QoS 1 retain, id 2
+            &[0x50, 0x02, 0x00, 0x03],             // PUBREC 3
+            &[0x62, 0x02, 0x00, 0x03],             // PUBREL 3
+            &[0x70, 0x02, 0x00, 0x03],             // PUBCOMP 3
+            &[0x82, 0x06, 0x00, 0x04, 0x00, 0x01, b'#', 0x00], // SUBSCRIBE 4 "#" QoS 0
+            &[0x90, 0x03, 0x00, 0x04, 0x02],       // SUBACK 4: granted QoS 2
+            &[0xA2, 0x05, 0x00, 0x05, 0x00, 0x01, b'+'], // UNSUBSCRIBE 5 "+"
+            &[0xB0, 0x02, 0x00, 0x05],             // UNSUBACK 5
+            &[0xE0, 0x00],                         // DISCONNECT
+        ];
+        for frame in frames {
+            let v31 = round_trip(frame, ProtocolVersion::V3_1);
+            let v311 = round_trip(frame, ProtocolVersion::V3_1_1);
+            assert_eq!(v31, v311);
+        }
+    }
+
+    #[test]
+    fn values_the_wire_cannot_carry_are_refused_when_encoding() {
+        let long = bytestring::ByteString::from("x".repeat(70_000));
+        let mut suback = crate::protocol::SubAck {
+            packet_id: crate::protocol::PacketId::new(1).expect("nonzero"),
+            properties: Default::default(),
+            reason_codes: vec![ReasonCode::Success],
+        };
+        suback.properties.reason_string = Some(long);
+        let packet = Packet::SubAck(suback);
+        let mut buf = BytesMut::new();
+        assert_eq!(
+            packet.encode(ProtocolVersion::V5, &mut buf),
+            Err(EncodeError::FieldTooLong { field: "property" })
+        );
+        assert!(buf.is_empty(), "nothing is written when encoding fails");
+        // 3.1.1 does not carry the reason string, so the same packet encodes.
+        assert!(packet.encode(ProtocolVersion::V3_1_1, &mut buf).is_ok());
     }
 
     #[test]

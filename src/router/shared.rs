@@ -101,3 +101,53 @@ impl<S: Copy + Eq + std::hash::Hash> SharedGroup<S> {
         Some(picked)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> SubscriptionEntry {
+        SubscriptionEntry {
+            options: Default::default(),
+            subscription_id: None,
+        }
+    }
+
+    /// Targets of `messages` consecutive choices, counted: (local members, per remote shard).
+    fn tally(group: &mut SharedGroup<u32>, messages: usize) -> (usize, Vec<(u16, usize)>) {
+        let mut local = 0;
+        let mut remote: Vec<(u16, usize)> = Vec::new();
+        for _ in 0..messages {
+            match group.choose().expect("the group has members") {
+                SharedTarget::Local(..) => local += 1,
+                SharedTarget::Remote(shard) => match remote.iter_mut().find(|(s, _)| *s == shard.0)
+                {
+                    Some((_, n)) => *n += 1,
+                    None => remote.push((shard.0, 1)),
+                },
+            }
+        }
+        remote.sort_unstable();
+        (local, remote)
+    }
+
+    #[test]
+    fn remote_counts_are_replaced_not_added() {
+        let filter = TopicFilter::parse("$share/g/t").expect("valid");
+        let mut group: SharedGroup<u32> = SharedGroup::new("g", filter);
+        assert_eq!(group.choose(), None);
+        group.local.upsert(1, entry());
+        group.set_remote(ShardId(2), 2);
+        group.set_remote(ShardId(2), 4);
+        group.set_remote(ShardId(9), 5);
+        // 1 + 4 + 5 members: 100 messages are ten full rounds.
+        assert_eq!(tally(&mut group, 100), (10, vec![(2, 40), (9, 50)]));
+        group.set_remote(ShardId(9), 0);
+        group.local.remove(1);
+        assert_eq!(tally(&mut group, 8), (0, vec![(2, 8)]));
+        assert_eq!(group.pick_local(), None);
+        group.set_remote(ShardId(2), 0);
+        assert!(group.is_empty());
+        assert_eq!(group.choose(), None);
+    }
+}

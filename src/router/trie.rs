@@ -436,8 +436,12 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
                 collect(&mut nodes[node_id as usize], out, with_others);
                 continue;
             }
-            stack.extend(next_literal.map(|child| (child, depth + 1)));
-            stack.extend(plus.map(|child| (child, depth + 1)));
+            if let Some(child) = next_literal {
+                stack.push((child, depth + 1));
+            }
+            if let Some(child) = plus {
+                stack.push((child, depth + 1));
+            }
         }
     }
 
@@ -793,6 +797,70 @@ mod tests {
         assert_eq!(local_subscribers(&mut trie, &name), vec![1]);
         assert!(trie.unsubscribe(&filter(&deep), 1).last_local);
         assert_eq!(trie.node_count(), 1);
+    }
+
+    /// A realistic trie: 10,000 filters over `site/device/metric` topics (80% exact, 15% with
+    /// `+` for the device, 5% `site/device/#`), each with one local subscriber, a fifth also
+    /// wanted by another shard, plus a shared group per site. Run in release:
+    /// `cargo test --release --lib router::trie::tests::route_throughput -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, run in release"]
+    fn route_throughput() {
+        let mut trie = SubscriptionTrie::new();
+        let (sites, devices, metrics) = (20u32, 100u32, 10u32);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for i in 0..10_000u32 {
+            let (site, device, metric) = (rng.u32(..sites), rng.u32(..devices), rng.u32(..metrics));
+            let text = match i % 20 {
+                0 => format!("site{site}/dev{device}/#"),
+                1..=3 => format!("site{site}/+/metric{metric}"),
+                _ => format!("site{site}/dev{device}/metric{metric}"),
+            };
+            trie.subscribe(&filter(&text), i, entry(QoS::AtMostOnce));
+            if i % 5 == 0 {
+                trie.set_remote(&filter(&text), ShardId((i % 7 + 1) as u16), 1);
+            }
+        }
+        for site in 0..sites {
+            let shared = filter(&format!("$share/workers/site{site}/+/metric0"));
+            trie.subscribe(&shared, 100_000 + site, entry(QoS::AtLeastOnce));
+            trie.set_remote(&shared, ShardId(3), 2);
+        }
+        let topics: Vec<TopicName> = (0..4096)
+            .map(|_| {
+                let (site, device, metric) =
+                    (rng.u32(..sites), rng.u32(..devices), rng.u32(..metrics));
+                topic(&format!("site{site}/dev{device}/metric{metric}"))
+            })
+            .collect();
+        let mut out = Matches::new();
+        let mut delivered = 0usize;
+        for t in &topics {
+            trie.route(t, &mut out);
+        }
+        let capacity = (out.local.capacity(), out.shared.capacity());
+        // ROUTE_BENCH_ROUNDS=5 keeps a run under callgrind short.
+        let rounds: usize = std::env::var("ROUTE_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(500);
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            for t in &topics {
+                trie.route(t, &mut out);
+                delivered += out.local.len() + out.remote.len() + out.shared.len();
+            }
+        }
+        let elapsed = started.elapsed();
+        let routes = rounds * topics.len();
+        println!(
+            "route: {:.0} ns/route over {routes} routes, {:.2} targets/route, {} nodes",
+            elapsed.as_nanos() as f64 / routes as f64,
+            delivered as f64 / routes as f64,
+            trie.node_count()
+        );
+        assert!(delivered > routes, "the topics hit the filters");
+        assert!(capacity.0 >= out.local.capacity() && capacity.1 >= out.shared.capacity());
     }
 
     // ---- the trie against a naive model built on `TopicFilter::matches` ----

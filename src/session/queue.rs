@@ -116,8 +116,14 @@ mod tests {
         assert_eq!(q.push(delivery(QoS::AtLeastOnce, b"1")), Enqueued::Queued);
         assert_eq!(q.push(delivery(QoS::AtLeastOnce, b"2")), Enqueued::Queued);
         assert_eq!(q.push(delivery(QoS::AtLeastOnce, b"3")), Enqueued::Dropped);
-        assert_eq!(q.pop().map(|d| d.message.publish.payload), Some("1".into()));
-        assert_eq!(q.pop().map(|d| d.message.publish.payload), Some("2".into()));
+        assert_eq!(
+            q.pop().map(|d| d.message.publish.payload.clone()),
+            Some("1".into())
+        );
+        assert_eq!(
+            q.pop().map(|d| d.message.publish.payload.clone()),
+            Some("2".into())
+        );
         assert!(q.pop().is_none());
         assert_eq!(q.bytes(), 0);
     }

@@ -155,8 +155,8 @@ impl Net {
     pub fn recv(&mut self, sock: Sock) -> Vec<Packet> {
         let s = &mut self.socks[sock.0];
         let mut packets = std::mem::take(&mut s.backlog);
-        while let Some(packet) =
-            decode(&mut s.inbound, Some(s.version), u32::MAX).expect("the broker sends valid packets")
+        while let Some(packet) = decode(&mut s.inbound, Some(s.version), u32::MAX)
+            .expect("the broker sends valid packets")
         {
             packets.push(packet);
         }

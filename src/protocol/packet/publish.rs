@@ -94,6 +94,7 @@ impl<'a> PublishOverrides<'a> {
 }
 
 impl Publish {
+    #[inline]
     pub(crate) fn decode(
         flags: u8,
         body: Bytes,
@@ -461,6 +462,18 @@ mod tests {
         assert_eq!(
             publish.encode_with(ProtocolVersion::V3_1_1, &overrides, &mut BytesMut::new()),
             Err(EncodeError::PacketIdMismatch)
+        );
+        // A subscription identifier above 268,435,455 has no variable-byte-integer form.
+        let too_big = [NonZeroU32::new(1 << 28).expect("nonzero")];
+        let overrides = PublishOverrides {
+            subscription_identifiers: &too_big,
+            ..PublishOverrides::unchanged(&publish)
+        };
+        assert_eq!(
+            publish.encode_with(ProtocolVersion::V5, &overrides, &mut BytesMut::new()),
+            Err(EncodeError::FieldTooLong {
+                field: "variable byte integer"
+            })
         );
     }
 
