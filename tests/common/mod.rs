@@ -149,6 +149,13 @@ impl Drop for Broker {
     }
 }
 
+/// A subscription is acknowledged by the subscriber's shard; other shards learn of it by
+/// mesh shortly after (the routing replica is eventually consistent). Tests that publish
+/// from another shard right after SUBACK wait this long first.
+pub fn settle_routes() {
+    std::thread::sleep(Duration::from_millis(100));
+}
+
 /// A port nobody listens on now (the kernel's choice for port 0, released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
