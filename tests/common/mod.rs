@@ -325,6 +325,12 @@ impl RawClient {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 
+    /// The socket, for tests that read raw bytes once the handshake is done.
+    pub fn into_stream(self) -> TcpStream {
+        assert!(self.buf.is_empty(), "no packet left unread");
+        self.stream
+    }
+
     /// Drops the TCP connection without DISCONNECT (so the will is published).
     pub fn drop_connection(self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
