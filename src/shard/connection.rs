@@ -70,6 +70,11 @@ pub(crate) async fn serve<C: Core, T: Transport>(
             shard.shared.connection_closed();
         }
         Ending::Closed => {
+            if signal.closed_by_runtime.get() {
+                let now = shard.now();
+                shard.core.borrow_mut().connection_lost(conn, now);
+                shard.pump();
+            }
             linger(&shard, &mut io).await;
             shard.shared.connection_closed();
         }
