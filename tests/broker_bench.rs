@@ -1,8 +1,9 @@
 //! Quick measurements against Mosquitto in the same run (ignored by default: they want a
-//! release build and quiet cores). Fan-in: 50 publishers blast 64-byte QoS 0 messages at
-//! one subscriber; the broker is pinned to CPU 0, this load to CPU 1; reported are the
-//! messages the subscriber received per second and the broker's CPU time (utime + stime
-//! from /proc) per message. Hand-off: connections per second when every client's home
+//! release build and quiet cores). Fan-in: 50 publishers send 64-byte QoS 0 messages to
+//! one subscriber at a paced total rate (`FAN_IN_RATE`, default 100,000 msg/s; `0`:
+//! as fast as they can write); the broker is pinned to CPU 0, this load to CPU 1;
+//! reported are the messages the subscriber received per second and the broker's CPU
+//! time (utime + stime from /proc) per message. Hand-off: connections per second when every client's home
 //! is another shard than the one that accepted it, against one shard.
 //!
 //! `taskset -c 1 cargo test --release --test broker_bench -- --ignored --nocapture`
@@ -31,6 +32,17 @@ const PAYLOAD_BYTES: usize = 64;
 const WARMUP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
+/// Messages per write.
+const BATCH: usize = 32;
+
+/// Time between one publisher's batches for the total `FAN_IN_RATE`; `None`: unpaced.
+fn pace_interval() -> Option<Duration> {
+    let rate: u64 = std::env::var("FAN_IN_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    (rate > 0).then(|| Duration::from_secs_f64((PUBLISHERS * BATCH) as f64 / rate as f64))
+}
 
 /// A broker process pinned to CPU 0, killed by PID on drop.
 struct Pinned(Child);
@@ -112,14 +124,23 @@ impl FrameCounter {
     }
 }
 
-fn fan_in(broker: &Pinned, addr: SocketAddr) -> (f64, Duration) {
+/// What one fan-in run measured.
+struct FanIn {
+    delivered_per_s: f64,
+    published_per_s: f64,
+    cpu_per_delivered: Duration,
+}
+
+fn fan_in(broker: &Pinned, addr: SocketAddr) -> FanIn {
     let mut sub = RawClient::connected(addr, V311, "bench-sub");
     sub.subscribe("bench/#", QoS::AtMostOnce);
     let mut sub_stream = sub_stream(sub);
     let stop = Arc::new(AtomicBool::new(false));
+    let published = Arc::new(AtomicU64::new(0));
     let publishers: Vec<_> = (0..PUBLISHERS)
         .map(|i| {
             let stop = stop.clone();
+            let published = published.clone();
             std::thread::spawn(move || {
                 let mut s = TcpStream::connect(addr).unwrap();
                 s.set_nodelay(true).unwrap();
@@ -138,15 +159,27 @@ fn fan_in(broker: &Pinned, addr: SocketAddr) -> (f64, Duration) {
                 let mut batch = BytesMut::new();
                 let payload = Bytes::from(vec![b'x'; PAYLOAD_BYTES]);
                 let topic = format!("bench/{i}");
-                for _ in 0..256 {
+                for _ in 0..BATCH {
                     let mut p = publish_packet(&topic, &[], QoS::AtMostOnce, 0, false);
                     p.payload = payload.clone();
                     Packet::Publish(p).encode(V311, &mut batch).unwrap();
                 }
+                // Open loop: batch k leaves at start + k * interval, late or not.
+                let interval = pace_interval();
+                let start = Instant::now();
+                let mut sent = 0u32;
                 while !stop.load(Ordering::Relaxed) {
+                    if let Some(interval) = interval {
+                        let due = start + interval * sent;
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
                     if s.write_all(&batch).is_err() {
                         return;
                     }
+                    sent += 1;
+                    published.fetch_add(BATCH as u64, Ordering::Relaxed);
                 }
             })
         })
@@ -173,24 +206,35 @@ fn fan_in(broker: &Pinned, addr: SocketAddr) -> (f64, Duration) {
         })
     };
     std::thread::sleep(WARMUP);
-    let (count0, cpu0, t0) = (
-        received.load(Ordering::Relaxed),
-        broker.cpu_time(),
-        Instant::now(),
-    );
+    let sample = || {
+        (
+            received.load(Ordering::Relaxed),
+            published.load(Ordering::Relaxed),
+            broker.cpu_time(),
+            Instant::now(),
+        )
+    };
+    let (got0, pub0, cpu0, t0) = sample();
     std::thread::sleep(MEASURE);
-    let (count1, cpu1, t1) = (
-        received.load(Ordering::Relaxed),
-        broker.cpu_time(),
-        Instant::now(),
-    );
+    let (got1, pub1, cpu1, t1) = sample();
     stop.store(true, Ordering::Relaxed);
-    let messages = count1 - count0;
-    let rate = messages as f64 / (t1 - t0).as_secs_f64();
-    let cpu_per_msg = (cpu1 - cpu0) / u32::try_from(messages.max(1)).unwrap_or(u32::MAX);
+    let secs = (t1 - t0).as_secs_f64();
+    let delivered = got1 - got0;
     counter.join().unwrap();
     drop(publishers); // they end when the broker goes away or on the stop flag
-    (rate, cpu_per_msg)
+    FanIn {
+        delivered_per_s: delivered as f64 / secs,
+        published_per_s: (pub1 - pub0) as f64 / secs,
+        cpu_per_delivered: (cpu1 - cpu0) / u32::try_from(delivered.max(1)).unwrap_or(u32::MAX),
+    }
+}
+
+fn report(name: &str, run: &FanIn) {
+    println!(
+        "  {name:<10} {:>9.0} msg/s delivered ({:>9.0} written by publishers), \
+         {:?} broker CPU per delivered message",
+        run.delivered_per_s, run.published_per_s, run.cpu_per_delivered
+    );
 }
 
 /// The subscriber's socket, for raw reading (its CONNACK and SUBACK are already read).
@@ -208,7 +252,7 @@ fn culex_bin() -> String {
 fn fan_in_50_to_1_qos0_against_mosquitto() {
     let port = free_port();
     let mosquitto = Pinned::start("/usr/sbin/mosquitto", &["-p", &port.to_string()], port);
-    let (m_rate, m_cpu) = fan_in(&mosquitto, SocketAddr::from(([127, 0, 0, 1], port)));
+    let m = fan_in(&mosquitto, SocketAddr::from(([127, 0, 0, 1], port)));
     drop(mosquitto);
 
     let port = free_port();
@@ -217,13 +261,13 @@ fn fan_in_50_to_1_qos0_against_mosquitto() {
         &["-p", &port.to_string(), "--shards", "1", "--cpus", "0"],
         port,
     );
-    let (c_rate, c_cpu) = fan_in(&culex, SocketAddr::from(([127, 0, 0, 1], port)));
+    let c = fan_in(&culex, SocketAddr::from(([127, 0, 0, 1], port)));
     drop(culex);
 
     println!("fan-in {PUBLISHERS}->1, QoS 0, {PAYLOAD_BYTES} B payloads, broker on CPU 0:");
-    println!("  mosquitto: {m_rate:>10.0} msg/s delivered, {m_cpu:?} broker CPU per message");
-    println!("  culex:     {c_rate:>10.0} msg/s delivered, {c_cpu:?} broker CPU per message");
-    assert!(c_rate > 0.0 && m_rate > 0.0);
+    report("mosquitto", &m);
+    report("culex", &c);
+    assert!(c.delivered_per_s > 0.0 && m.delivered_per_s > 0.0);
 }
 
 /// Connections per second through CONNECT/CONNACK, each client id's home chosen to be
