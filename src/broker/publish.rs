@@ -75,10 +75,9 @@ impl ShardCore {
             }
         }
         let reason = match authorized {
-            Ok(()) => {
-                self.route_inbound(key, publish, now);
-                ReasonCode::Success
-            }
+            Ok(()) if self.route_inbound(key, publish, now) => ReasonCode::Success,
+            // MQTT 5 tells the publisher nobody was listening (3.x acks send no reason).
+            Ok(()) => ReasonCode::NoMatchingSubscribers,
             Err(reason) => {
                 self.stats.not_authorized_count += 1;
                 reason
@@ -87,7 +86,7 @@ impl ShardCore {
         match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => self.send_ack(conn, Packet::PubAck, id, reason),
             (QoS::ExactlyOnce, Some(id)) => {
-                if reason == ReasonCode::Success {
+                if !reason.is_error() {
                     if let Some(client) = self.clients.get_mut(&key) {
                         client.session.qos2.receive(id);
                     }
@@ -102,7 +101,8 @@ impl ShardCore {
         }
     }
 
-    fn route_inbound(&mut self, key: SessionKey, mut publish: Publish, now: Instant) {
+    /// Routes a client's PUBLISH; false if no subscriber anywhere matched.
+    fn route_inbound(&mut self, key: SessionKey, mut publish: Publish, now: Instant) -> bool {
         let expires_at = Message::expiry_from(publish.properties.message_expiry_interval_s, now);
         publish.dup = false;
         publish.packet_id = None;
@@ -112,16 +112,18 @@ impl ShardCore {
             expires_at,
             origin: Some(key),
         });
-        self.publish_message(message, now);
+        self.publish_message(message, now)
     }
 
-    /// A message from a client on this shard (or a will): retain it, then route it.
-    pub(super) fn publish_message(&mut self, message: Arc<Message>, now: Instant) {
+    /// A message from a client on this shard (or a will): retain it, then route it. False
+    /// if no subscription matched here and no other shard has one.
+    pub(super) fn publish_message(&mut self, message: Arc<Message>, now: Instant) -> bool {
         if message.publish.retain {
             self.store_retained(&message);
         }
         let mut matches = std::mem::take(&mut self.matches);
         self.trie.route(&message.publish.topic, &mut matches);
+        let matched = !matches.is_empty();
         for shard in matches.remote.iter() {
             self.outputs.push_back(Output::Mesh {
                 to: shard,
@@ -133,7 +135,7 @@ impl ShardCore {
         for shared in matches.shared.drain(..) {
             match shared.target {
                 SharedTarget::Local(key, entry) => {
-                    self.deliver_to(key, &message, &[entry], false, now)
+                    self.deliver_to(key, &message, [entry].iter(), false, now)
                 }
                 SharedTarget::Remote(shard) => self.outputs.push_back(Output::Mesh {
                     to: shard,
@@ -146,6 +148,7 @@ impl ShardCore {
         }
         self.deliver_local(&message, &mut matches.local, now);
         self.matches = matches;
+        matched
     }
 
     /// The message's retained copy goes to the shard owning its topic.
@@ -191,25 +194,27 @@ impl ShardCore {
         entries: &mut Vec<(SessionKey, SubscriptionEntry)>,
         now: Instant,
     ) {
-        entries.sort_unstable_by_key(|(key, _)| *key);
+        // Overlapping filters list a session once per filter: sort to group them.
+        if entries.len() > 1 {
+            entries.sort_unstable_by_key(|(key, _)| *key);
+        }
         let mut start = 0;
         while start < entries.len() {
             let key = entries[start].0;
             let end = start + entries[start..].partition_point(|(k, _)| *k == key);
-            let group: Vec<SubscriptionEntry> =
-                entries[start..end].iter().map(|(_, e)| *e).collect();
-            self.deliver_to(key, message, &group, true, now);
+            let group = entries[start..end].iter().map(|(_, e)| e);
+            self.deliver_to(key, message, group, true, now);
             start = end;
         }
         entries.clear();
     }
 
     /// One delivery of `message` to session `key` under its matching `entries`.
-    pub(super) fn deliver_to(
+    pub(super) fn deliver_to<'e>(
         &mut self,
         key: SessionKey,
         message: &Arc<Message>,
-        entries: &[SubscriptionEntry],
+        entries: impl Iterator<Item = &'e SubscriptionEntry>,
         apply_no_local: bool,
         now: Instant,
     ) {
@@ -525,6 +530,10 @@ fn overrides(delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Pub
 
 /// Whether `delivery` may be written to `conn` at all (live, within the client's maximum).
 fn fits(conn: &Conn, delivery: &Delivery, now: Instant) -> Result<(), WriteRefused> {
+    if conn.max_packet_bytes == u32::MAX && delivery.message.expires_at.is_none() {
+        // The common case: no client maximum, nothing to expire.
+        return Ok(());
+    }
     let publish = publish_at(delivery, now)?;
     let version = conn
         .version
