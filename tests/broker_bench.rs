@@ -300,6 +300,7 @@ fn hand_off_cost_in_connections_per_second() {
             port,
         );
         let rate = connect_rate(port);
+        drop(culex);
         println!("culex, {shards} shard(s) on CPU 0: {rate:.0} CONNECT/CONNACK per second");
     }
 }
