@@ -46,7 +46,10 @@ impl Broker {
 
     fn start_with(shards: u16, config: Option<&str>) -> Broker {
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_culex"));
+        // CULEX_BIN runs another build (a release binary, for measurements).
+        let program =
+            std::env::var("CULEX_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_culex").to_string());
+        let mut cmd = Command::new(program);
         cmd.arg("--shards").arg(shards.to_string());
         // CULEX_TEST_VERBOSE=1 shows the broker's debug log; otherwise it stays quiet.
         let verbose = std::env::var_os("CULEX_TEST_VERBOSE").is_some();
