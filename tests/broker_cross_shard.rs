@@ -169,3 +169,58 @@ fn retained_on_many_shards_gathered_by_a_wildcard() {
     let p = expect_publish(exact.recv());
     assert_eq!(&p.payload[..], b"kept/7");
 }
+
+/// A client that sends CONNECT, SUBSCRIBE and PUBLISH in one write: when the accepting
+/// shard is not its home, everything after CONNECT travels with the socket and is
+/// answered, in order, by the home shard.
+#[test]
+fn pipelined_packets_travel_with_a_handed_off_socket() {
+    use bytes::BytesMut;
+    use culex::protocol::{Subscribe, SubscribeProperties, SubscriptionOptions, TopicFilter};
+    let broker = Broker::start(2);
+    for round in 0..16u16 {
+        let id = broker.client_on(&format!("piped{round}"), round % 2);
+        let mut c = RawClient::open(broker.addr(), V5);
+        let mut bytes = BytesMut::new();
+        let packets = [
+            Packet::Connect(Box::new(common::connect_packet(V5, &id, true, None))),
+            Packet::Subscribe(Subscribe {
+                packet_id: pid(1),
+                properties: SubscribeProperties::default(),
+                filters: vec![(
+                    TopicFilter::parse(format!("piped/{round}")).unwrap(),
+                    SubscriptionOptions::default(),
+                )],
+            }),
+            Packet::Publish(common::publish_packet(
+                &format!("piped/{round}"),
+                b"echo",
+                QoS::AtLeastOnce,
+                2,
+                false,
+            )),
+        ];
+        for p in &packets {
+            p.encode(V5, &mut bytes).unwrap();
+        }
+        c.send_raw(&bytes);
+        assert_eq!(c.connack().reason_code, ReasonCode::Success);
+        assert!(matches!(c.recv(), Packet::SubAck(_)));
+        // Its own publish comes back (no_local is off) and is acknowledged.
+        let mut got_puback = false;
+        let mut got_echo = false;
+        while !(got_puback && got_echo) {
+            match c.recv() {
+                Packet::PubAck(a) => {
+                    assert_eq!(a.packet_id, pid(2));
+                    got_puback = true;
+                }
+                Packet::Publish(p) => {
+                    assert_eq!(&p.payload[..], b"echo");
+                    got_echo = true;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}
