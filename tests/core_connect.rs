@@ -439,3 +439,80 @@ fn deadlines_set_after_an_idle_sweep_are_still_honoured() {
     net.advance(Duration::from_secs(10));
     assert!(net.is_closed(late), "connect timeout noted after the sweep");
 }
+
+#[test]
+fn mqtt31_connack_never_sets_the_reserved_session_present_bit() {
+    let mut net = Net::new(1);
+    let (sock, _) = net.connect_on(0, connect(V3, "old31", false));
+    net.lose(sock);
+    let sock = net.open(0, V3);
+    net.send(
+        sock,
+        &Packet::Connect(Box::new(connect(V3, "old31", false))),
+    );
+    assert_eq!(net.recv_raw(sock), vec![0x20, 0x02, 0x00, 0x00]);
+}
+
+#[test]
+fn bytes_after_connect_travel_with_the_hand_off() {
+    let mut net = Net::new(2);
+    let id = net.id_on(1, "eager");
+    let sock = net.open(0, V4);
+    let mut bytes = bytes::BytesMut::new();
+    Packet::Connect(Box::new(connect(V4, &id, true)))
+        .encode(V4, &mut bytes)
+        .expect("encodes");
+    subscribe(7, &[("e", options(QoS::AtMostOnce))], None)
+        .encode(V4, &mut bytes)
+        .expect("encodes");
+    Packet::PingReq.encode(V4, &mut bytes).expect("encodes");
+    // Everything in one read, the last packet cut short.
+    net.send_raw(sock, &bytes[..bytes.len() - 1]);
+    net.send_raw(sock, &bytes[bytes.len() - 1..]);
+    let got = net.recv(sock);
+    assert_eq!(net.shard_of(sock), 1);
+    assert!(matches!(got[0], Packet::ConnAck(_)));
+    assert!(matches!(&got[1], Packet::SubAck(ack) if ack.packet_id == pid(7)));
+    assert_eq!(got[2], Packet::PingResp);
+}
+
+#[test]
+fn writable_is_emitted_once_per_empty_to_non_empty_buffer() {
+    use culex::broker::{ConnId, CoreConfig, Output, ShardCore, ShardId};
+    let now = std::time::Instant::now();
+    let mut core = ShardCore::new(ShardId(0), 1, CoreConfig::default());
+    let encode = |p: &Packet| {
+        let mut b = bytes::BytesMut::new();
+        p.encode(V4, &mut b).expect("encodes");
+        b
+    };
+    for conn in [1, 2] {
+        core.connection_opened(ConnId(conn), now);
+        let c = connect(V4, &format!("w{conn}"), true);
+        core.received(ConnId(conn), &encode(&Packet::Connect(Box::new(c))), now);
+    }
+    core.received(
+        ConnId(1),
+        &encode(&subscribe(1, &[("t", options(QoS::AtMostOnce))], None)),
+        now,
+    );
+    let writable = |core: &mut ShardCore| {
+        std::iter::from_fn(|| core.poll_output())
+            .filter(|o| matches!(o, Output::Writable { conn: ConnId(1) }))
+            .count()
+    };
+    // CONNACK and SUBACK sit in one buffer: one signal.
+    assert_eq!(writable(&mut core), 1);
+    let msg = encode(&Packet::Publish(publish("t", QoS::AtMostOnce, None, b"x")));
+    core.received(ConnId(2), &msg, now);
+    core.received(ConnId(2), &msg, now);
+    assert_eq!(writable(&mut core), 0, "still not taken: no new signal");
+    let taken = core.take_outgoing(ConnId(1));
+    assert!(taken.len() > 10, "CONNACK, SUBACK and two PUBLISHes");
+    core.received(ConnId(2), &msg, now);
+    assert_eq!(
+        writable(&mut core),
+        1,
+        "empty again, then bytes: signal again"
+    );
+}

@@ -253,6 +253,22 @@ fn no_local_skips_the_publisher_only() {
 }
 
 #[test]
+fn no_local_does_not_confuse_clients_of_different_shards() {
+    // The first session on each shard gets the same shard-local key.
+    let mut net = Net::new(2);
+    let sub = net.client(V5, &net.id_on(1, "first-on-1"));
+    let p = net.client(V5, &net.id_on(0, "first-on-0"));
+    let no_local = SubscriptionOptions {
+        no_local: true,
+        ..options(QoS::AtMostOnce)
+    };
+    net.send(sub, &subscribe(1, &[("nl", no_local)], None));
+    net.recv(sub);
+    net.publish(p, "nl", QoS::AtMostOnce, b"from another client");
+    assert_eq!(payloads(&net.recv(sub)), vec!["from another client"]);
+}
+
+#[test]
 fn retain_flag_on_live_messages_follows_retain_as_published() {
     let mut net = Net::new(2);
     let rap = net.client(V5, &net.id_on(1, "rap"));
@@ -679,6 +695,31 @@ fn message_expiry_counts_down_and_expired_messages_are_not_delivered() {
 }
 
 #[test]
+fn an_unacknowledged_message_that_expired_offline_frees_its_slot() {
+    let mut net = Net::new(1);
+    let mut c = connect(V5, "slow", true);
+    c.properties.session_expiry_interval_s = Some(600);
+    c.properties.receive_maximum = NonZeroU16::new(1);
+    let (sub, _) = net.connect_on(0, c.clone());
+    net.subscribe(sub, "e", QoS::AtLeastOnce);
+    let p = net.client(V5, "p");
+    let mut m = publish("e", QoS::AtLeastOnce, Some(pid(1)), b"short-lived");
+    m.properties.message_expiry_interval_s = Some(2);
+    net.send(p, &Packet::Publish(m));
+    assert_eq!(payloads(&net.recv(sub)), vec!["short-lived"]);
+    net.lose(sub); // never acknowledged
+    net.publish(p, "e", QoS::AtLeastOnce, b"next");
+    net.advance(Duration::from_secs(3));
+    c.clean_start = false;
+    let (sub, _) = net.connect_on(0, c);
+    assert_eq!(
+        payloads(&net.recv(sub)),
+        vec!["next"],
+        "the window of 1 is free for it"
+    );
+}
+
+#[test]
 fn client_receive_maximum_bounds_the_inflight_window() {
     let mut net = Net::new(2);
     let sub_id = net.id_on(1, "slowack");
@@ -736,7 +777,8 @@ fn deliveries_above_the_clients_maximum_packet_size_are_dropped_and_counted() {
     assert_eq!(net.cores[0].stats().packet_too_large_dropped_count, 1);
 }
 
-/// Plays one random sequence of subscribes, unsubscribes and publishes on a broker of
+/// Plays one random sequence of subscribes, unsubscribes, publishes, disconnections and
+/// reconnections (persistent sessions, accepted on a random shard) on a broker of
 /// `shards` shards; returns what each client received, in order, as (topic, payload, qos).
 fn play(shards: u16, seed: u64, steps: usize) -> Vec<Vec<(String, String, QoS)>> {
     const FILTERS: [&str; 7] = ["a/b", "a/+", "a/#", "+/b", "#", "+/+/c", "b/#"];
@@ -750,9 +792,15 @@ fn play(shards: u16, seed: u64, steps: usize) -> Vec<Vec<(String, String, QoS)>>
         (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
     };
     let mut net = Net::new(shards);
-    let clients: Vec<Sock> = (0..6)
-        .map(|i| net.client(if i % 2 == 0 { V5 } else { V4 }, &format!("c{i}")))
-        .collect();
+    // Persistent sessions, so that going offline queues QoS 1 and coming back resends.
+    let session = |i: usize| {
+        let version = if i % 2 == 0 { V5 } else { V4 };
+        let mut c = connect(version, &format!("c{i}"), false);
+        c.properties.session_expiry_interval_s = version.is_v5().then_some(3600);
+        c
+    };
+    let mut clients: Vec<Sock> = (0..6).map(|i| net.connect_on(0, session(i)).0).collect();
+    let mut online = vec![true; clients.len()];
     let mut received = vec![Vec::new(); clients.len()];
     let mut packet_id = 1u16;
     for _ in 0..steps {
@@ -763,21 +811,34 @@ fn play(shards: u16, seed: u64, steps: usize) -> Vec<Vec<(String, String, QoS)>>
             QoS::AtLeastOnce
         };
         packet_id = packet_id % 60_000 + 1;
-        match next(4) {
-            0 => net.send(
-                clients[c],
-                &subscribe(packet_id, &[(FILTERS[next(7)], options(qos))], None),
-            ),
-            1 => net.send(clients[c], &unsubscribe(packet_id, &[FILTERS[next(7)]])),
-            _ => {
-                let id = (qos != QoS::AtMostOnce).then(|| pid(packet_id));
-                let payload = format!("m{packet_id}");
-                let mut m = publish(TOPICS[next(5)], qos, id, b"");
-                m.payload = bytes::Bytes::from(payload);
-                net.send(clients[c], &Packet::Publish(m));
+        let op = next(5);
+        if !online[c] || op == 4 {
+            if online[c] {
+                net.lose(clients[c]);
+            } else {
+                clients[c] = net.connect_on(next(shards as usize), session(c)).0;
+            }
+            online[c] = !online[c];
+        } else {
+            match op {
+                0 => net.send(
+                    clients[c],
+                    &subscribe(packet_id, &[(FILTERS[next(7)], options(qos))], None),
+                ),
+                1 => net.send(clients[c], &unsubscribe(packet_id, &[FILTERS[next(7)]])),
+                _ => {
+                    let id = (qos != QoS::AtMostOnce).then(|| pid(packet_id));
+                    let payload = format!("m{packet_id}");
+                    let mut m = publish(TOPICS[next(5)], qos, id, b"");
+                    m.payload = bytes::Bytes::from(payload);
+                    net.send(clients[c], &Packet::Publish(m));
+                }
             }
         }
         for (i, sock) in clients.iter().enumerate() {
+            if !online[i] {
+                continue;
+            }
             for packet in net.recv(*sock) {
                 if let Packet::Publish(m) = packet {
                     if let Some(id) = m.packet_id {
@@ -861,5 +922,33 @@ fn inbound_qos2_state_survives_reconnection() {
         payloads(&net.recv(sub)),
         vec!["once"],
         "routed once across the reconnect"
+    );
+}
+
+#[test]
+fn an_expired_session_is_not_resumed_even_before_the_sweep() {
+    let mut net = Net::new(1);
+    let watcher = net.client(V5, "w");
+    net.subscribe(watcher, "lw", QoS::AtMostOnce);
+    let mut c = connect(V5, "brief", true);
+    c.properties.session_expiry_interval_s = Some(5);
+    let mut w = will("lw", b"gone", QoS::AtMostOnce, false);
+    w.properties.will_delay_interval_s = Some(3);
+    c.will = Some(w);
+    let (sock, _) = net.connect_on(0, c.clone());
+    net.lose(sock);
+    // Time passes without a tick.
+    net.now += Duration::from_secs(6);
+    c.clean_start = false;
+    c.will = None;
+    let (_sock, connack) = net.connect_on(0, c);
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert!(!connack.session_present, "the session had expired");
+    assert_eq!(
+        payloads(&net.recv(watcher)),
+        vec!["gone"],
+        "its will was due"
     );
 }

@@ -135,7 +135,7 @@ impl ShardCore {
             let resume = version.is_v5() && !connect.clean_start;
             self.take_over(old, resume, now);
         }
-        let (key, session_present) = self.attach_session(&connect, window, expiry_s);
+        let (key, session_present) = self.attach_session(&connect, window, expiry_s, now);
 
         let max_topic_alias = if version.is_v5() {
             self.config.limits.max_topic_alias
@@ -174,7 +174,8 @@ impl ShardCore {
         self.send(
             conn,
             &Packet::ConnAck(ConnAck {
-                session_present,
+                // MQTT 3.1 has no Session Present flag: the byte is reserved, sent as 0.
+                session_present: session_present && version != ProtocolVersion::V3_1,
                 reason_code: ReasonCode::Success,
                 properties,
             }),
@@ -198,9 +199,12 @@ impl ShardCore {
             self.end_connection(old, Some(ReasonCode::SessionTakenOver), true, now);
             return self.close_now(old);
         }
-        if let Some((key, Some(will))) =
-            self.release_conn(old, Some(ReasonCode::SessionTakenOver), now)
-        {
+        let released = self.release_conn(old, Some(ReasonCode::SessionTakenOver), now);
+        // The session passes straight to the new connection: it does not start expiring.
+        if let Some(client) = self.clients.get_mut(&key) {
+            client.session.expires_at = None;
+        }
+        if let Some((key, Some(will))) = released {
             let delay_s = will.properties.will_delay_interval_s.unwrap_or(0);
             let due = now + std::time::Duration::from_secs(u64::from(delay_s));
             self.schedule_will(key, will, due, now);
@@ -215,11 +219,21 @@ impl ShardCore {
         connect: &Connect,
         window: u16,
         expiry_s: u32,
+        now: Instant,
     ) -> (SessionKey, bool) {
         let existing = self.by_client_id.get(&connect.client_id).copied();
         if let Some(key) = existing {
-            if connect.clean_start {
-                self.end_session(key, self.last_now);
+            // The sweep may not have run since this session's end or its will's delay.
+            let expired = self
+                .clients
+                .get(&key)
+                .is_some_and(|c| c.conn.is_none() && c.session.is_expired(now));
+            if expired {
+                self.stats.sessions_expired_count += 1;
+            }
+            self.publish_due_wills(Some(key), now);
+            if connect.clean_start || expired {
+                self.end_session(key, Some(now));
             } else if let Some(client) = self.clients.get_mut(&key) {
                 client.session.inflight.set_window(window);
                 client.session.expiry_interval_s = expiry_s;

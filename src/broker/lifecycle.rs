@@ -212,18 +212,23 @@ impl ShardCore {
             self.stats.sessions_expired_count += 1;
             self.end_session(key, Some(now));
         }
-        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_wills)
-            .into_iter()
-            .partition(|w| w.due <= now);
-        self.pending_wills = rest;
-        for pending in due {
-            self.publish_will(&pending.will, now);
-        }
+        self.publish_due_wills(None, now);
         // With no deadline ahead, a safety sweep still runs once in a while.
         self.next_sweep_at = Some(
             self.earliest_deadline()
                 .unwrap_or(now + std::time::Duration::from_secs(IDLE_SWEEP_S)),
         );
+    }
+
+    /// Publishes the wills due at `now` (of one session, or of all).
+    pub(super) fn publish_due_wills(&mut self, session: Option<SessionKey>, now: Instant) {
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_wills)
+            .into_iter()
+            .partition(|w| w.due <= now && (session.is_none() || session == Some(w.session)));
+        self.pending_wills = rest;
+        for pending in due {
+            self.publish_will(&pending.will, now);
+        }
     }
 
     /// The earliest deadline still ahead, if any.
@@ -285,7 +290,8 @@ impl ShardCore {
             MeshMessage::Publish { message } => {
                 let mut matches = std::mem::take(&mut self.matches);
                 self.trie.route_local(&message.publish.topic, &mut matches);
-                self.deliver_local(&message, &mut matches.local, now);
+                // The publisher lives on `from`: its key means nothing here.
+                self.deliver_local(&message, &mut matches.local, false, now);
                 self.matches = matches;
             }
             MeshMessage::SharedPublish { filter, message } => {

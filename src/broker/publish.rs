@@ -146,7 +146,7 @@ impl ShardCore {
                 }),
             }
         }
-        self.deliver_local(&message, &mut matches.local, now);
+        self.deliver_local(&message, &mut matches.local, true, now);
         self.matches = matches;
         matched
     }
@@ -187,11 +187,13 @@ impl ShardCore {
     }
 
     /// Delivers to this shard's matching subscribers: one copy per session, at the highest
-    /// QoS its matching subscriptions grant, with every subscription identifier.
+    /// QoS its matching subscriptions grant, with every subscription identifier. No Local
+    /// applies only on the publisher's own shard: `origin` is a key of that shard.
     pub(super) fn deliver_local(
         &mut self,
         message: &Arc<Message>,
         entries: &mut Vec<(SessionKey, SubscriptionEntry)>,
+        apply_no_local: bool,
         now: Instant,
     ) {
         // Overlapping filters list a session once per filter: sort to group them.
@@ -203,7 +205,7 @@ impl ShardCore {
             let key = entries[start].0;
             let end = start + entries[start..].partition_point(|(k, _)| *k == key);
             let group = entries[start..end].iter().map(|(_, e)| e);
-            self.deliver_to(key, message, group, true, now);
+            self.deliver_to(key, message, group, apply_no_local, now);
             start = end;
         }
         entries.clear();
@@ -324,6 +326,7 @@ impl ShardCore {
         };
         let session = &mut client.session;
         let mut sent = Vec::new();
+        let mut dropped_count = 0;
         while conn.out.len() < max_out && session.inflight.has_room() {
             let Some(delivery) = session.queue.pop() else {
                 break;
@@ -331,10 +334,12 @@ impl ShardCore {
             match fits(conn, &delivery, now) {
                 Err(WriteRefused::Expired) => {
                     self.stats.messages_expired_count += 1;
+                    dropped_count += 1;
                     continue;
                 }
                 Err(WriteRefused::TooLarge) => {
                     self.stats.packet_too_large_dropped_count += 1;
+                    dropped_count += 1;
                     continue;
                 }
                 Ok(()) => {}
@@ -343,6 +348,12 @@ impl ShardCore {
                 .then(|| session.inflight.insert(delivery.clone()));
             write_delivery(conn, &delivery, id, false, now, &mut self.stats);
             sent.extend(id);
+        }
+        if dropped_count > 0 {
+            self.record(DurableChange::QueueDropped {
+                session: key,
+                dropped_count,
+            });
         }
         for id in sent {
             self.record(DurableChange::InflightSent {
@@ -362,14 +373,29 @@ impl ShardCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        for (id, state) in client.session.inflight.iter() {
-            match state {
-                InflightState::Published(delivery) => {
-                    write_delivery(c, delivery, Some(*id), true, now, &mut self.stats);
+        // A message that expired meanwhile, or no longer fits the client's maximum, cannot
+        // be resent: it leaves the window (counted) rather than holding its slot forever.
+        let stats = &mut self.stats;
+        client.session.inflight.retain(|id, state| match state {
+            InflightState::Published(delivery) => match fits(c, delivery, now) {
+                Ok(()) => {
+                    write_delivery(c, delivery, Some(id), true, now, stats);
+                    true
                 }
-                InflightState::Released => c.write(&Packet::PubRel(Ack::success(*id))),
+                Err(WriteRefused::Expired) => {
+                    stats.messages_expired_count += 1;
+                    false
+                }
+                Err(WriteRefused::TooLarge) => {
+                    stats.packet_too_large_dropped_count += 1;
+                    false
+                }
+            },
+            InflightState::Released => {
+                c.write(&Packet::PubRel(Ack::success(id)));
+                true
             }
-        }
+        });
         self.drain(key, now);
         self.signal(conn);
     }
