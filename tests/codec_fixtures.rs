@@ -415,6 +415,36 @@ fn mosquitto_pub_v5_connect_with_will_properties_and_publish_qos1() {
     assert_reencodes_exactly(&packet, V5, &bytes);
 }
 
+/// `mosquitto_pub -V 5 -i c5q0 -D publish payload-format-indicator 1 -D publish
+///  content-type text/plain -t r/0 -m zero -q 0 -r -h 127.0.0.1 -p PORT`
+#[test]
+fn mosquitto_pub_v5_publish_qos0_retained_with_format_and_content_type() {
+    let bytes = wire(&[
+        &[0x31, 0x19],             // PUBLISH, QoS 0, RETAIN; remaining length 25
+        b"\x00\x03r/0",            // topic name (no packet identifier at QoS 0)
+        &[0x0F],                   // properties: 15 bytes
+        &[0x01, 0x01],             //   payload format indicator: UTF-8
+        b"\x03\x00\x0Atext/plain", //   content type (0x03)
+        b"zero",                   // payload
+    ]);
+    let packet = decode_fixture(&bytes, Some(V5));
+    let expected = Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        topic: topic("r/0"),
+        packet_id: None,
+        properties: PublishProperties {
+            payload_format_indicator: Some(true),
+            content_type: Some(text("text/plain")),
+            ..PublishProperties::default()
+        },
+        payload: Bytes::from_static(b"zero"),
+    });
+    assert_eq!(packet, expected);
+    assert_reencodes_exactly(&packet, V5, &bytes);
+}
+
 /// `mosquitto_sub -V 31 -i s31 -t a/+ -q 1 -E -h 127.0.0.1 -p PORT`
 #[test]
 fn mosquitto_sub_v31_connect_and_subscribe() {
