@@ -72,12 +72,10 @@ fn sigterm_publishes_wills_and_exits_zero() {
     assert_eq!(disconnect, Some(ReasonCode::ServerShuttingDown));
 }
 
-/// The same with the watcher and the dying clients on different shards. The runtime stops
-/// in two phases for this (wills, then closes), but `ShardCore` has no first phase yet:
-/// its `shutdown` publishes wills and closes at once, so a will can miss a watcher on a
-/// shard that stopped first.
+/// The same with the watcher and the dying clients on different shards: the runtime stops
+/// in two phases (every shard publishes its wills, then every shard closes), so a will
+/// reaches a watcher on a shard that would otherwise have stopped first.
 #[test]
-#[ignore = "needs ShardCore::publish_wills_for_shutdown (wills before any shard closes)"]
 fn sigterm_publishes_wills_across_shards() {
     let mut broker = Broker::start(3);
     let mut watcher = RawClient::connected(broker.addr(), V5, &broker.client_on("watcher", 0));

@@ -77,6 +77,10 @@ impl Core for ShardCore {
         ShardCore::tick(self, now)
     }
 
+    fn publish_wills_for_shutdown(&mut self, now: Instant) {
+        ShardCore::publish_wills_for_shutdown(self, now)
+    }
+
     fn shutdown(&mut self, now: Instant) {
         ShardCore::shutdown(self, now)
     }
