@@ -20,4 +20,8 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# The loadgen's tests also drive the real broker: build it first and tell them where it is.
+cargo build --bin culex
+export CULEX_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/culex"
+
 cargo test --workspace "$@"
