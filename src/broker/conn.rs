@@ -2,6 +2,7 @@
 //! protocol, and the state MQTT ties to the connection rather than the session (keepalive,
 //! inbound topic aliases, the client's limits, the will).
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -9,6 +10,7 @@ use bytes::BytesMut;
 use crate::protocol::{Packet, ProtocolVersion, Will};
 use crate::session::{InboundAliases, Keepalive, SessionKey};
 
+use super::barrier::HeldReply;
 use super::ConnId;
 
 /// An idle connection keeps no read buffer above this: allocate on data, shrink when idle.
@@ -40,6 +42,8 @@ pub(super) struct Conn {
     /// The client's Maximum Packet Size (MQTT 5), or no limit.
     pub max_packet_bytes: u32,
     pub will: Option<Will>,
+    /// Replies waiting for a barrier, and those queued behind them to keep their order.
+    pub held: VecDeque<HeldReply>,
 }
 
 impl Conn {
@@ -56,6 +60,7 @@ impl Conn {
             aliases: InboundAliases::new(0),
             max_packet_bytes: u32::MAX,
             will: None,
+            held: VecDeque::new(),
         }
     }
 
