@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use culex::protocol::{Ack, Packet, ProtocolVersion, QoS, ReasonCode};
 
-use common::{expect_publish, pid, settle_routes, Broker, RawClient};
+use common::{expect_publish, pid, Broker, RawClient};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -24,7 +24,6 @@ fn publish_crosses_shards_at_every_qos() {
     let mut sub = RawClient::connected(broker.addr(), V5, &broker.client_on("sub", 0));
     let suback = sub.subscribe("cross/+", QoS::ExactlyOnce);
     assert_eq!(suback.reason_codes, vec![ReasonCode::GrantedQoS2]);
-    settle_routes();
     let mut publisher = RawClient::connected(broker.addr(), V5, &broker.client_on("pub", 1));
 
     publisher.publish("cross/q0", b"zero", QoS::AtMostOnce, 0, false);
@@ -108,7 +107,6 @@ fn shared_subscription_members_on_different_shards() {
             m
         })
         .collect();
-    settle_routes();
     let mut publisher = RawClient::connected(broker.addr(), V5, &broker.client_on("boss", 2));
     const N: u32 = 40;
     for i in 0..N {

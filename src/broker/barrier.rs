@@ -27,15 +27,33 @@ use super::{ConnId, MeshMessage, Output, ShardCore};
 /// The broker-wide barrier table is bounded by connections × this.
 pub(super) const HELD_REPLIES_MAX: usize = u16::MAX as usize;
 
-/// A reply to the client, possibly waiting for a barrier.
+/// A reply to the client, possibly waiting for a barrier. Deliveries go on being written
+/// while it waits, but nothing written after its place leaves before it.
 #[derive(Debug)]
 pub(super) struct HeldReply {
+    /// Its place in the connection's outgoing buffer; set when it is held.
+    pub at: usize,
     /// The barrier this reply waits for; `None` once it has passed or if the reply only
     /// queues behind an earlier held one to keep the order.
     pub barrier: Option<u64>,
     pub packet: Packet,
     /// Retained messages to ask for once the SUBACK is written: they follow it.
     pub retained: Vec<(TopicFilter, SubscriptionEntry)>,
+}
+
+impl HeldReply {
+    pub fn new(
+        barrier: Option<u64>,
+        packet: Packet,
+        retained: Vec<(TopicFilter, SubscriptionEntry)>,
+    ) -> HeldReply {
+        HeldReply {
+            at: 0,
+            barrier,
+            packet,
+            retained,
+        }
+    }
 }
 
 /// A barrier sent to other shards for one held reply.
@@ -87,7 +105,8 @@ impl ShardCore {
             self.forget_barrier(reply.barrier);
             return self.protocol_error(conn, ReasonCode::QuotaExceeded, now);
         }
-        c.held.push_back(reply);
+        let at = c.out.len();
+        c.held.push_back(HeldReply { at, ..reply });
         debug_assert!(c.held.len() <= HELD_REPLIES_MAX);
     }
 
@@ -114,26 +133,39 @@ impl ShardCore {
         self.release_held(conn, now);
     }
 
-    /// Writes the held replies at the front of `conn`'s queue whose barriers have passed.
+    /// Writes the held replies at the front of `conn`'s queue whose barriers have passed,
+    /// each in its place, and lets the bytes up to the next held one leave.
     fn release_held(&mut self, conn: ConnId, now: Instant) {
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
             if c.held.front().is_none_or(|r| r.barrier.is_some()) {
-                return;
+                break;
             }
             let Some(reply) = c.held.pop_front() else {
-                return;
+                break;
             };
-            self.write_reply(conn, reply, now);
+            c.write_at(reply.at, &reply.packet);
+            self.request_retained_after(conn, reply.retained, now);
         }
+        self.signal(conn);
     }
 
     fn write_reply(&mut self, conn: ConnId, reply: HeldReply, now: Instant) {
         debug_assert!(reply.barrier.is_none());
         self.send(conn, &reply.packet);
-        if reply.retained.is_empty() {
+        self.request_retained_after(conn, reply.retained, now);
+    }
+
+    /// Asks for the retained messages a written SUBACK announced.
+    fn request_retained_after(
+        &mut self,
+        conn: ConnId,
+        retained: Vec<(TopicFilter, SubscriptionEntry)>,
+        now: Instant,
+    ) {
+        if retained.is_empty() {
             return;
         }
         let Some(key) = self
@@ -144,7 +176,7 @@ impl ShardCore {
         else {
             return;
         };
-        for (filter, entry) in reply.retained {
+        for (filter, entry) in retained {
             self.request_retained(key, &filter, entry, now);
         }
     }

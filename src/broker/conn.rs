@@ -78,9 +78,37 @@ impl Conn {
         }
     }
 
-    /// True once: when bytes are waiting and `Writable` has not been emitted for them.
+    /// Writes `packet` where a held reply belonged (`at` bytes into `out`), before what was
+    /// written after it, and moves the later held replies' places along.
+    pub fn write_at(&mut self, at: usize, packet: &Packet) {
+        debug_assert!(at <= self.out.len());
+        let tail = self.out.split_off(at.min(self.out.len()));
+        let before = self.out.len();
+        self.write(packet);
+        let written = self.out.len() - before;
+        self.out.unsplit(tail);
+        for reply in &mut self.held {
+            reply.at += written;
+        }
+    }
+
+    /// The bytes that may leave now: those before the first held reply's place.
+    pub fn sendable_bytes(&self) -> usize {
+        self.held.front().map_or(self.out.len(), |reply| reply.at)
+    }
+
+    /// Takes the bytes that may leave now.
+    pub fn take_sendable(&mut self) -> BytesMut {
+        let n = self.sendable_bytes();
+        for reply in &mut self.held {
+            reply.at -= n;
+        }
+        self.out.split_to(n)
+    }
+
+    /// True once: when bytes may leave and `Writable` has not been emitted for them.
     pub fn needs_signal(&mut self) -> bool {
-        if !self.writable_signalled && !self.out.is_empty() && self.phase != Phase::Closing {
+        if !self.writable_signalled && self.sendable_bytes() > 0 && self.phase != Phase::Closing {
             self.writable_signalled = true;
             return true;
         }

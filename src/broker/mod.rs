@@ -342,7 +342,8 @@ impl ShardCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return BytesMut::new();
         };
-        let out = c.out.split();
+        // Bytes written after a held reply wait with it.
+        let out = c.take_sendable();
         c.writable_signalled = false;
         if c.phase == Phase::Closing {
             self.forget_conn(conn);

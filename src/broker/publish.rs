@@ -518,11 +518,7 @@ impl ShardCore {
         barrier: Option<u64>,
         now: Instant,
     ) {
-        let reply = HeldReply {
-            barrier,
-            packet: self.ack_packet(conn, kind, id, reason),
-            retained: Vec::new(),
-        };
+        let reply = HeldReply::new(barrier, self.ack_packet(conn, kind, id, reason), Vec::new());
         self.reply(conn, reply, now);
     }
 

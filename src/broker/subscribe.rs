@@ -54,11 +54,7 @@ impl ShardCore {
             reason_codes,
         });
         // Retained messages follow the SUBACK.
-        let reply = HeldReply {
-            barrier,
-            packet,
-            retained: retained_wanted,
-        };
+        let reply = HeldReply::new(barrier, packet, retained_wanted);
         self.reply(conn, reply, now);
     }
 
@@ -130,11 +126,7 @@ impl ShardCore {
         });
         // No barrier: a publish routed to us after the UNSUBACK finds no local subscriber.
         // It still queues behind a held SUBACK to keep the replies in order.
-        let reply = HeldReply {
-            barrier: None,
-            packet,
-            retained: Vec::new(),
-        };
+        let reply = HeldReply::new(None, packet, Vec::new());
         self.reply(conn, reply, now);
     }
 
