@@ -144,10 +144,8 @@ fn retained_on_many_shards_gathered_by_a_wildcard() {
             other => panic!("expected PUBACK, got {other:?}"),
         }
     }
-    // A PUBACK means the publisher's shard took the message; the owner stores it when the
-    // mesh delivers it. A query from a third shard travels another queue and may overtake
-    // it (visibility across shards is eventual), so give the stores a moment.
-    std::thread::sleep(Duration::from_millis(200));
+    // A PUBACK of a retained message is sent once its owner has stored it: a query from a
+    // third shard right after it finds it.
     let mut sub = RawClient::connected(broker.addr(), V311, &broker.client_on("gatherer", 0));
     sub.subscribe("kept/#", QoS::AtMostOnce);
     let mut got = HashSet::new();
