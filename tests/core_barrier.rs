@@ -360,10 +360,16 @@ fn deliveries_written_while_a_suback_is_held_leave_after_it() {
     let sub = net.client(V4, &net.id_on(0, "sub"));
     let local = net.client(V4, &net.id_on(0, "local"));
     net.hold_mesh = true;
-    net.send(sub, &subscribe(1, &[("d/#", options(QoS::AtLeastOnce))], None));
+    net.send(
+        sub,
+        &subscribe(1, &[("d/#", options(QoS::AtLeastOnce))], None),
+    );
     // The local trie routes to the new subscription at once; the PUBLISH waits its turn.
     net.publish(local, "d/1", QoS::AtLeastOnce, b"early");
-    assert!(net.recv(sub).is_empty(), "nothing overtakes the held SUBACK");
+    assert!(
+        net.recv(sub).is_empty(),
+        "nothing overtakes the held SUBACK"
+    );
     net.release_mesh();
     let got = net.recv(sub);
     assert_eq!(got.len(), 2, "{got:?}");

@@ -140,7 +140,7 @@ impl ShardCore {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if c.held.front().is_none_or(|r| r.barrier.is_some()) {
+            if !c.held.front().is_some_and(|r| r.barrier.is_none()) {
                 break;
             }
             let Some(reply) = c.held.pop_front() else {

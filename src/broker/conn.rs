@@ -121,3 +121,51 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PINGRESP: [u8; 2] = [0xD0, 0x00];
+
+    #[test]
+    fn bytes_after_a_held_reply_wait_and_the_reply_lands_in_its_place() {
+        let mut c = Conn::new(ConnId(1), Instant::now());
+        c.phase = Phase::Connected;
+        c.out.extend_from_slice(b"ab");
+        c.held
+            .push_back(HeldReply::new(Some(7), Packet::PingResp, Vec::new()));
+        c.held.back_mut().expect("just pushed").at = c.out.len();
+        c.out.extend_from_slice(b"cd");
+        assert_eq!(c.sendable_bytes(), 2);
+        assert!(c.needs_signal());
+        assert_eq!(&c.take_sendable()[..], b"ab");
+        c.writable_signalled = false;
+        assert_eq!(c.held[0].at, 0, "the place moves with what left");
+        assert!(!c.needs_signal(), "nothing may leave before the held reply");
+        assert!(c.take_sendable().is_empty());
+
+        let reply = c.held.pop_front().expect("held");
+        c.write_at(reply.at, &reply.packet);
+        assert!(c.needs_signal());
+        let out = c.take_sendable();
+        assert_eq!(&out[..2], &PINGRESP);
+        assert_eq!(&out[2..], b"cd");
+    }
+
+    #[test]
+    fn writing_at_a_place_moves_later_held_replies() {
+        let mut c = Conn::new(ConnId(1), Instant::now());
+        c.out.extend_from_slice(b"x");
+        for _ in 0..2 {
+            c.held
+                .push_back(HeldReply::new(Some(1), Packet::PingResp, Vec::new()));
+            c.held.back_mut().expect("just pushed").at = c.out.len();
+            c.out.extend_from_slice(b"y");
+        }
+        let first = c.held.pop_front().expect("held");
+        c.write_at(first.at, &first.packet);
+        assert_eq!(c.held[0].at, 2 + PINGRESP.len());
+        assert_eq!(&c.out[..], &[b'x', 0xD0, 0x00, b'y', b'y'][..]);
+    }
+}

@@ -432,6 +432,9 @@ mod tests {
         .is_sheddable());
         let filter = TopicFilter::parse("a/#").expect("valid");
         assert!(!MeshMessage::Route { filter, count: 1 }.is_sheddable());
+        // A lost barrier or ack would hold a reply forever.
+        assert!(!MeshMessage::Barrier { id: 1 }.is_sheddable());
+        assert!(!MeshMessage::BarrierAck { id: 1 }.is_sheddable());
     }
 
     #[test]
