@@ -110,7 +110,7 @@ impl ShardCore {
         debug_assert!(c.held.len() <= HELD_REPLIES_MAX);
     }
 
-    /// Shard `from` applied everything sent before barrier `id`.
+    /// One more shard applied everything this shard sent it before barrier `id`.
     pub(super) fn on_barrier_ack(&mut self, id: u64, now: Instant) {
         let Some(pending) = self.barriers.get_mut(&id) else {
             // Its connection closed meanwhile: nothing waits any more.
