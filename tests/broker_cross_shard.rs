@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use culex::protocol::{Ack, Packet, ProtocolVersion, QoS, ReasonCode};
 
-use common::{expect_publish, pid, settle_routes, Broker, RawClient};
+use common::{expect_publish, pid, Broker, RawClient};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -24,7 +24,6 @@ fn publish_crosses_shards_at_every_qos() {
     let mut sub = RawClient::connected(broker.addr(), V5, &broker.client_on("sub", 0));
     let suback = sub.subscribe("cross/+", QoS::ExactlyOnce);
     assert_eq!(suback.reason_codes, vec![ReasonCode::GrantedQoS2]);
-    settle_routes();
     let mut publisher = RawClient::connected(broker.addr(), V5, &broker.client_on("pub", 1));
 
     publisher.publish("cross/q0", b"zero", QoS::AtMostOnce, 0, false);
@@ -108,7 +107,6 @@ fn shared_subscription_members_on_different_shards() {
             m
         })
         .collect();
-    settle_routes();
     let mut publisher = RawClient::connected(broker.addr(), V5, &broker.client_on("boss", 2));
     const N: u32 = 40;
     for i in 0..N {
@@ -146,10 +144,8 @@ fn retained_on_many_shards_gathered_by_a_wildcard() {
             other => panic!("expected PUBACK, got {other:?}"),
         }
     }
-    // A PUBACK means the publisher's shard took the message; the owner stores it when the
-    // mesh delivers it. A query from a third shard travels another queue and may overtake
-    // it (visibility across shards is eventual), so give the stores a moment.
-    std::thread::sleep(Duration::from_millis(200));
+    // A PUBACK of a retained message is sent once its owner has stored it: a query from a
+    // third shard right after it finds it.
     let mut sub = RawClient::connected(broker.addr(), V311, &broker.client_on("gatherer", 0));
     sub.subscribe("kept/#", QoS::AtMostOnce);
     let mut got = HashSet::new();

@@ -2,6 +2,7 @@
 //! protocol, and the state MQTT ties to the connection rather than the session (keepalive,
 //! inbound topic aliases, the client's limits, the will).
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -9,6 +10,7 @@ use bytes::BytesMut;
 use crate::protocol::{Packet, ProtocolVersion, Will};
 use crate::session::{InboundAliases, Keepalive, SessionKey};
 
+use super::barrier::HeldReply;
 use super::ConnId;
 
 /// An idle connection keeps no read buffer above this: allocate on data, shrink when idle.
@@ -40,6 +42,8 @@ pub(super) struct Conn {
     /// The client's Maximum Packet Size (MQTT 5), or no limit.
     pub max_packet_bytes: u32,
     pub will: Option<Will>,
+    /// Replies waiting for a barrier, and those queued behind them to keep their order.
+    pub held: VecDeque<HeldReply>,
 }
 
 impl Conn {
@@ -56,6 +60,7 @@ impl Conn {
             aliases: InboundAliases::new(0),
             max_packet_bytes: u32::MAX,
             will: None,
+            held: VecDeque::new(),
         }
     }
 
@@ -73,9 +78,37 @@ impl Conn {
         }
     }
 
-    /// True once: when bytes are waiting and `Writable` has not been emitted for them.
+    /// Writes `packet` where a held reply belonged (`at` bytes into `out`), before what was
+    /// written after it, and moves the later held replies' places along.
+    pub fn write_at(&mut self, at: usize, packet: &Packet) {
+        debug_assert!(at <= self.out.len());
+        let tail = self.out.split_off(at.min(self.out.len()));
+        let before = self.out.len();
+        self.write(packet);
+        let written = self.out.len() - before;
+        self.out.unsplit(tail);
+        for reply in &mut self.held {
+            reply.at += written;
+        }
+    }
+
+    /// The bytes that may leave now: those before the first held reply's place.
+    pub fn sendable_bytes(&self) -> usize {
+        self.held.front().map_or(self.out.len(), |reply| reply.at)
+    }
+
+    /// Takes the bytes that may leave now.
+    pub fn take_sendable(&mut self) -> BytesMut {
+        let n = self.sendable_bytes();
+        for reply in &mut self.held {
+            reply.at -= n;
+        }
+        self.out.split_to(n)
+    }
+
+    /// True once: when bytes may leave and `Writable` has not been emitted for them.
     pub fn needs_signal(&mut self) -> bool {
-        if !self.writable_signalled && !self.out.is_empty() && self.phase != Phase::Closing {
+        if !self.writable_signalled && self.sendable_bytes() > 0 && self.phase != Phase::Closing {
             self.writable_signalled = true;
             return true;
         }
@@ -86,5 +119,53 @@ impl Conn {
         if self.read_buf.is_empty() && self.read_buf.capacity() > IDLE_READ_BUFFER_BYTES {
             self.read_buf = BytesMut::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PINGRESP: [u8; 2] = [0xD0, 0x00];
+
+    #[test]
+    fn bytes_after_a_held_reply_wait_and_the_reply_lands_in_its_place() {
+        let mut c = Conn::new(ConnId(1), Instant::now());
+        c.phase = Phase::Connected;
+        c.out.extend_from_slice(b"ab");
+        c.held
+            .push_back(HeldReply::new(Some(7), Packet::PingResp, Vec::new()));
+        c.held.back_mut().expect("just pushed").at = c.out.len();
+        c.out.extend_from_slice(b"cd");
+        assert_eq!(c.sendable_bytes(), 2);
+        assert!(c.needs_signal());
+        assert_eq!(&c.take_sendable()[..], b"ab");
+        c.writable_signalled = false;
+        assert_eq!(c.held[0].at, 0, "the place moves with what left");
+        assert!(!c.needs_signal(), "nothing may leave before the held reply");
+        assert!(c.take_sendable().is_empty());
+
+        let reply = c.held.pop_front().expect("held");
+        c.write_at(reply.at, &reply.packet);
+        assert!(c.needs_signal());
+        let out = c.take_sendable();
+        assert_eq!(&out[..2], &PINGRESP);
+        assert_eq!(&out[2..], b"cd");
+    }
+
+    #[test]
+    fn writing_at_a_place_moves_later_held_replies() {
+        let mut c = Conn::new(ConnId(1), Instant::now());
+        c.out.extend_from_slice(b"x");
+        for _ in 0..2 {
+            c.held
+                .push_back(HeldReply::new(Some(1), Packet::PingResp, Vec::new()));
+            c.held.back_mut().expect("just pushed").at = c.out.len();
+            c.out.extend_from_slice(b"y");
+        }
+        let first = c.held.pop_front().expect("held");
+        c.write_at(first.at, &first.packet);
+        assert_eq!(c.held[0].at, 2 + PINGRESP.len());
+        assert_eq!(&c.out[..], &[b'x', 0xD0, 0x00, b'y', b'y'][..]);
     }
 }

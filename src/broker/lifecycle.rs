@@ -93,6 +93,9 @@ impl ShardCore {
         if c.phase != Phase::Connected {
             return None;
         }
+        // A reply held for a barrier is not sent on a connection that is ending.
+        self.drop_held(conn);
+        let c = self.conns.get_mut(&conn)?;
         if let (Some(reason), true) = (reason, c.is_v5()) {
             c.write(&Packet::Disconnect(Disconnect::new(reason)));
         }
@@ -136,6 +139,7 @@ impl ShardCore {
     /// Emits `Close`; the connection is forgotten when `take_outgoing` collects its last
     /// bytes.
     pub(super) fn close_now(&mut self, conn: ConnId) {
+        self.drop_held(conn);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -144,6 +148,7 @@ impl ShardCore {
     }
 
     pub(super) fn forget_conn(&mut self, conn: ConnId) {
+        self.drop_held(conn);
         if self.conns.remove(&conn).is_some() {
             self.stats.connections_current = self.stats.connections_current.saturating_sub(1);
         }
@@ -314,6 +319,11 @@ impl ShardCore {
             MeshMessage::RetainedReply { query, messages } => {
                 self.on_retained_reply(query, messages, now)
             }
+            MeshMessage::Barrier { id } => self.outputs.push_back(Output::Mesh {
+                to: from,
+                msg: MeshMessage::BarrierAck { id },
+            }),
+            MeshMessage::BarrierAck { id } => self.on_barrier_ack(id, now),
         }
     }
 }

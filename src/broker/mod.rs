@@ -17,11 +17,13 @@
 //! | `publish.rs`   | inbound PUBLISH and acks, routing, delivery, the outbound window   |
 //! | `subscribe.rs` | SUBSCRIBE/UNSUBSCRIBE, route broadcasts, retained messages         |
 //! | `lifecycle.rs` | closing, wills, keepalive and expiry sweeps, shutdown, the mesh    |
+//! | `barrier.rs`   | replies held until other shards applied what they acknowledge      |
 //! | `auth.rs`      | the one authorization call                                         |
 //! | `durable.rs`   | the one place durable state changes are recorded                   |
 //! | `stats.rs`     | counters                                                           |
 
 mod auth;
+mod barrier;
 mod conn;
 mod connect;
 mod durable;
@@ -80,6 +82,12 @@ pub enum MeshMessage {
         query: u64,
         messages: Vec<RetainedMessage>,
     },
+    /// Answer `BarrierAck { id }` once everything the sender sent before this is applied
+    /// (the mesh is FIFO per pair): route changes before a SUBACK, a `RetainedSet` before
+    /// the PUBACK/PUBREC of its PUBLISH.
+    Barrier { id: u64 },
+    /// The receiver of `Barrier { id }` has applied everything sent before it.
+    BarrierAck { id: u64 },
 }
 
 impl MeshMessage {
@@ -169,6 +177,10 @@ pub struct ShardCore {
     retained: RetainedStore,
     pending_retained: FxHashMap<u64, PendingRetained>,
     next_query: u64,
+    /// Barriers whose acks a held reply waits for; at most `HELD_REPLIES_MAX` per
+    /// connection, and dropped with the connection.
+    barriers: FxHashMap<u64, barrier::PendingBarrier>,
+    next_barrier: u64,
     pending_wills: Vec<PendingWill>,
     outputs: VecDeque<Output>,
     /// The latest time any entry point was given, for work done in `take_outgoing`.
@@ -205,6 +217,8 @@ impl ShardCore {
             retained: RetainedStore::new(per_shard),
             pending_retained: FxHashMap::default(),
             next_query: 0,
+            barriers: FxHashMap::default(),
+            next_barrier: 0,
             pending_wills: Vec::new(),
             outputs: VecDeque::new(),
             last_now: None,
@@ -328,7 +342,8 @@ impl ShardCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return BytesMut::new();
         };
-        let out = c.out.split();
+        // Bytes written after a held reply wait with it.
+        let out = c.take_sendable();
         c.writable_signalled = false;
         if c.phase == Phase::Closing {
             self.forget_conn(conn);
@@ -369,7 +384,7 @@ impl ShardCore {
             Packet::PubRel(ack) => self.on_pubrel(conn, ack.packet_id, now),
             Packet::PubComp(ack) => self.on_pubcomp(conn, ack.packet_id, now),
             Packet::Subscribe(subscribe) => self.on_subscribe(conn, subscribe, now),
-            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(conn, unsubscribe),
+            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(conn, unsubscribe, now),
             Packet::PingReq => self.send(conn, &Packet::PingResp),
             Packet::Disconnect(disconnect) => self.on_disconnect(conn, disconnect, now),
             // A second CONNECT, AUTH without an authentication method in CONNECT, and the
@@ -417,6 +432,9 @@ mod tests {
         .is_sheddable());
         let filter = TopicFilter::parse("a/#").expect("valid");
         assert!(!MeshMessage::Route { filter, count: 1 }.is_sheddable());
+        // A lost barrier or ack would hold a reply forever.
+        assert!(!MeshMessage::Barrier { id: 1 }.is_sheddable());
+        assert!(!MeshMessage::BarrierAck { id: 1 }.is_sheddable());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::protocol::{Ack, Packet, PacketId, Publish, PublishOverrides, QoS, Rea
 use crate::router::{retained_owner, RetainedMessage, SharedTarget, SubscriptionEntry};
 use crate::session::{Delivery, Enqueued, InflightState, Message, SessionKey};
 
+use super::barrier::HeldReply;
 use super::conn::{Conn, Phase};
 use super::{Access, ConnId, DurableChange, MeshMessage, Output, ShardCore};
 
@@ -67,13 +68,18 @@ impl ShardCore {
                 return;
             };
             if client.session.qos2.contains(id) {
-                return self.send_ack(conn, Packet::PubRec, id, ReasonCode::Success);
+                return self.send_ack(conn, Packet::PubRec, id, ReasonCode::Success, now);
             }
             if v5 && client.session.qos2.len() >= usize::from(self.config.limits.receive_maximum) {
                 self.stats.receive_maximum_exceeded_count += 1;
                 return self.protocol_error(conn, ReasonCode::ReceiveMaximumExceeded, now);
             }
         }
+        // The owner of a retained topic's partition stores it: the ack waits until it has,
+        // or a subscriber on a third shard could ask the owner first and miss it.
+        let stored_on = (publish.retain && authorized.is_ok())
+            .then(|| retained_owner(&publish.topic, self.shard_count))
+            .filter(|owner| *owner != self.shard);
         let reason = match authorized {
             Ok(()) if self.route_inbound(key, publish, now) => ReasonCode::Success,
             // MQTT 5 tells the publisher nobody was listening (3.x acks send no reason).
@@ -83,8 +89,14 @@ impl ShardCore {
                 reason
             }
         };
+        if qos == QoS::AtMostOnce {
+            return;
+        }
+        let barrier = stored_on.map(|owner| self.start_barrier(conn, std::iter::once(owner)));
         match (qos, packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => self.send_ack(conn, Packet::PubAck, id, reason),
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.send_ack_after(conn, Packet::PubAck, id, reason, barrier, now)
+            }
             (QoS::ExactlyOnce, Some(id)) => {
                 if !reason.is_error() {
                     if let Some(client) = self.clients.get_mut(&key) {
@@ -95,9 +107,10 @@ impl ShardCore {
                         packet_id: id,
                     });
                 }
-                self.send_ack(conn, Packet::PubRec, id, reason)
+                self.send_ack_after(conn, Packet::PubRec, id, reason, barrier, now)
             }
-            _ => {}
+            // A QoS 1/2 PUBLISH without a packet id does not decode.
+            _ => self.forget_barrier(barrier),
         }
     }
 
@@ -434,19 +447,19 @@ impl ShardCore {
         }
         if failed {
             self.drain(key, now);
-        } else if known {
-            self.send_ack(conn, Packet::PubRel, ack.packet_id, ReasonCode::Success);
         } else {
-            self.send_ack(
-                conn,
-                Packet::PubRel,
-                ack.packet_id,
-                ReasonCode::PacketIdentifierNotFound,
-            );
+            let reason = if known {
+                ReasonCode::Success
+            } else {
+                ReasonCode::PacketIdentifierNotFound
+            };
+            // PUBREL continues our own delivery: it needs no place among the replies.
+            let pubrel = self.ack_packet(conn, Packet::PubRel, ack.packet_id, reason);
+            self.send(conn, &pubrel);
         }
     }
 
-    pub(super) fn on_pubrel(&mut self, conn: ConnId, id: PacketId, _now: Instant) {
+    pub(super) fn on_pubrel(&mut self, conn: ConnId, id: PacketId, now: Instant) {
         let Some(key) = self.conns.get(&conn).and_then(|c| c.client) else {
             return;
         };
@@ -463,7 +476,7 @@ impl ShardCore {
         } else {
             ReasonCode::PacketIdentifierNotFound
         };
-        self.send_ack(conn, Packet::PubComp, id, reason);
+        self.send_ack(conn, Packet::PubComp, id, reason, now);
     }
 
     pub(super) fn on_pubcomp(&mut self, conn: ConnId, id: PacketId, now: Instant) {
@@ -483,19 +496,44 @@ impl ShardCore {
         }
     }
 
-    /// PUBACK/PUBREC/PUBREL/PUBCOMP; 3.x has no reason code, so an error is sent as success.
+    /// PUBACK/PUBREC/PUBCOMP, in order among the replies; 3.x has no reason code, so an error is sent as success.
     fn send_ack(
         &mut self,
         conn: ConnId,
         kind: fn(Ack) -> Packet,
         id: PacketId,
         reason: ReasonCode,
+        now: Instant,
     ) {
+        self.send_ack_after(conn, kind, id, reason, None, now);
+    }
+
+    /// An ack that waits for `barrier` (and, in any case, behind `conn`'s held replies).
+    fn send_ack_after(
+        &mut self,
+        conn: ConnId,
+        kind: fn(Ack) -> Packet,
+        id: PacketId,
+        reason: ReasonCode,
+        barrier: Option<u64>,
+        now: Instant,
+    ) {
+        let reply = HeldReply::new(barrier, self.ack_packet(conn, kind, id, reason), Vec::new());
+        self.reply(conn, reply, now);
+    }
+
+    fn ack_packet(
+        &self,
+        conn: ConnId,
+        kind: fn(Ack) -> Packet,
+        id: PacketId,
+        reason: ReasonCode,
+    ) -> Packet {
         let mut ack = Ack::success(id);
         if self.conns.get(&conn).is_some_and(Conn::is_v5) {
             ack.reason_code = reason;
         }
-        self.send(conn, &kind(ack));
+        kind(ack)
     }
 
     /// Writes `packet` to `conn` and signals it.

@@ -56,4 +56,10 @@ pub struct Stats {
     pub sessions_expired_count: u64,
     /// Requests refused by the authorization call.
     pub not_authorized_count: u64,
+    /// Barriers sent to other shards to hold a reply until they caught up.
+    pub barriers_started_count: u64,
+    /// Held replies dropped because their connection closed first.
+    pub held_replies_dropped_count: u64,
+    /// Connections closed for holding more than `HELD_REPLIES_MAX` replies.
+    pub held_replies_refused_count: u64,
 }

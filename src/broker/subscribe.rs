@@ -13,6 +13,7 @@ use crate::protocol::{
 use crate::router::{retained_owner, RetainedMessage, ShardId, SubscriptionEntry};
 use crate::session::{Delivery, Message, SessionKey};
 
+use super::barrier::HeldReply;
 use super::{Access, ConnId, DurableChange, MeshMessage, Output, PendingRetained, ShardCore};
 
 impl ShardCore {
@@ -23,14 +24,16 @@ impl ShardCore {
         let subscription_id = subscribe.properties.subscription_identifier;
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained_wanted = Vec::new();
+        let mut routes_changed = false;
         for (filter, options) in subscribe.filters {
             let entry = SubscriptionEntry {
                 options,
                 subscription_id,
             };
             let reason = match self.subscribe_one(key, &filter, entry) {
-                Ok(replaced) => {
-                    if wants_retained(&filter, options, replaced) {
+                Ok(subscribed) => {
+                    routes_changed |= subscribed.route_broadcast;
+                    if wants_retained(&filter, options, subscribed.replaced) {
                         retained_wanted.push((filter, entry));
                     }
                     ReasonCode::granted(options.qos)
@@ -39,27 +42,29 @@ impl ShardCore {
             };
             reason_codes.push(reason);
         }
-        self.send(
-            conn,
-            &Packet::SubAck(SubAck {
-                packet_id: subscribe.packet_id,
-                properties: AckProperties::default(),
-                reason_codes,
-            }),
-        );
+        // A client may publish from another connection as soon as it reads the SUBACK:
+        // every other shard must route to this subscription by then.
+        let barrier = routes_changed.then(|| {
+            let others: Vec<ShardId> = self.other_shards().collect();
+            self.start_barrier(conn, others.into_iter())
+        });
+        let packet = Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            properties: AckProperties::default(),
+            reason_codes,
+        });
         // Retained messages follow the SUBACK.
-        for (filter, entry) in retained_wanted {
-            self.request_retained(key, &filter, entry, now);
-        }
+        let reply = HeldReply::new(barrier, packet, retained_wanted);
+        self.reply(conn, reply, now);
     }
 
-    /// Adds one subscription; `Ok(true)` if it replaced one the session held.
+    /// Adds one subscription.
     fn subscribe_one(
         &mut self,
         key: SessionKey,
         filter: &TopicFilter,
         entry: SubscriptionEntry,
-    ) -> Result<bool, ReasonCode> {
+    ) -> Result<Subscribed, ReasonCode> {
         if !self.topic_within_limits(filter.as_str()) {
             self.stats.topic_limit_refused_count += 1;
             return Err(ReasonCode::TopicFilterInvalid);
@@ -88,17 +93,18 @@ impl ShardCore {
             session: key,
             filter,
         });
-        if filter.shared().is_some() {
-            if !outcome.replaced {
-                self.broadcast_route(filter, outcome.local_members);
-            }
-        } else if outcome.first_local {
-            self.broadcast_route(filter, 1);
-        }
-        Ok(outcome.replaced)
+        let route_broadcast = if filter.shared().is_some() {
+            !outcome.replaced && self.broadcast_route(filter, outcome.local_members)
+        } else {
+            outcome.first_local && self.broadcast_route(filter, 1)
+        };
+        Ok(Subscribed {
+            replaced: outcome.replaced,
+            route_broadcast,
+        })
     }
 
-    pub(super) fn on_unsubscribe(&mut self, conn: ConnId, unsubscribe: Unsubscribe) {
+    pub(super) fn on_unsubscribe(&mut self, conn: ConnId, unsubscribe: Unsubscribe, now: Instant) {
         let Some(key) = self.conns.get(&conn).and_then(|c| c.client) else {
             return;
         };
@@ -113,14 +119,15 @@ impl ShardCore {
                 }
             })
             .collect();
-        self.send(
-            conn,
-            &Packet::UnsubAck(UnsubAck {
-                packet_id: unsubscribe.packet_id,
-                properties: AckProperties::default(),
-                reason_codes,
-            }),
-        );
+        let packet = Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            properties: AckProperties::default(),
+            reason_codes,
+        });
+        // No barrier: a publish routed to us after the UNSUBACK finds no local subscriber.
+        // It still queues behind a held SUBACK to keep the replies in order.
+        let reply = HeldReply::new(None, packet, Vec::new());
+        self.reply(conn, reply, now);
     }
 
     /// Removes one subscription; true if the session held it.
@@ -148,8 +155,11 @@ impl ShardCore {
         true
     }
 
-    fn broadcast_route(&mut self, filter: &TopicFilter, count: u32) {
+    /// Tells every other shard; false if there is none.
+    fn broadcast_route(&mut self, filter: &TopicFilter, count: u32) -> bool {
+        let mut sent = false;
         for shard in self.other_shards() {
+            sent = true;
             self.outputs.push_back(Output::Mesh {
                 to: shard,
                 msg: MeshMessage::Route {
@@ -158,6 +168,7 @@ impl ShardCore {
                 },
             });
         }
+        sent
     }
 
     pub(super) fn other_shards(&self) -> impl Iterator<Item = ShardId> {
@@ -167,7 +178,7 @@ impl ShardCore {
 
     /// Retained messages for a new subscription: from this partition now, and from the
     /// owner (exact filter) or every other shard (wildcard) when they answer.
-    fn request_retained(
+    pub(super) fn request_retained(
         &mut self,
         key: SessionKey,
         filter: &TopicFilter,
@@ -267,6 +278,14 @@ impl ShardCore {
             now,
         );
     }
+}
+
+/// What adding one subscription changed.
+struct Subscribed {
+    /// The session held a subscription to the same filter, now replaced.
+    replaced: bool,
+    /// Other shards were told of a route change.
+    route_broadcast: bool,
 }
 
 /// Retain handling: 0 always, 1 only for a new subscription, 2 never; never for a shared

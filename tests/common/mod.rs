@@ -152,9 +152,9 @@ impl Drop for Broker {
     }
 }
 
-/// A subscription is acknowledged by the subscriber's shard; other shards learn of it by
-/// mesh shortly after (the routing replica is eventually consistent). Tests that publish
-/// from another shard right after SUBACK wait this long first.
+/// No longer needed: a SUBACK is written only after every other shard applied the route, so
+/// a publish from any shard right after it is routed. Kept until the last callers (in
+/// `broker_abuse.rs`) drop it.
 pub fn settle_routes() {
     std::thread::sleep(Duration::from_millis(100));
 }

@@ -49,6 +49,9 @@ pub struct Net {
     mesh: VecDeque<(usize, usize, MeshMessage)>,
     /// Every mesh message delivered, by kind, for assertions on the mesh protocol.
     pub mesh_log: Vec<(usize, usize, String)>,
+    /// While set, `pump` performs outputs but leaves mesh messages queued: tests deliver
+    /// them step by step with `deliver_mesh`.
+    pub hold_mesh: bool,
 }
 
 impl Net {
@@ -77,6 +80,7 @@ impl Net {
             next_conn: 1,
             mesh: VecDeque::new(),
             mesh_log: Vec::new(),
+            hold_mesh: false,
         }
     }
 
@@ -221,17 +225,73 @@ impl Net {
                     self.perform(shard, output);
                 }
             }
+            if self.hold_mesh {
+                if !progressed {
+                    return;
+                }
+                continue;
+            }
             if let Some((from, to, msg)) = self.mesh.pop_front() {
                 progressed = true;
-                let kind = format!("{msg:?}");
-                let kind = kind.split([' ', '{', '(']).next().unwrap_or("").to_string();
-                self.mesh_log.push((from, to, kind));
-                self.cores[to].mesh_received(ShardId(from as u16), msg, self.now);
+                self.deliver(from, to, msg);
             }
             if !progressed {
                 return;
             }
         }
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, msg: MeshMessage) {
+        self.mesh_log.push((from, to, mesh_kind(&msg)));
+        self.cores[to].mesh_received(ShardId(from as u16), msg, self.now);
+    }
+
+    /// The queued mesh messages as (from, to, kind), oldest first.
+    pub fn queued_mesh(&self) -> Vec<(usize, usize, String)> {
+        self.mesh
+            .iter()
+            .map(|(from, to, msg)| (*from, *to, mesh_kind(msg)))
+            .collect()
+    }
+
+    /// With `hold_mesh` set: delivers the oldest queued message for which `select(from, to,
+    /// kind)` holds, keeping each pair's order (a message is never delivered before an
+    /// older one of its pair), then performs the outputs. False if none was deliverable.
+    pub fn deliver_mesh(&mut self, select: impl Fn(usize, usize, &str) -> bool) -> bool {
+        let mut blocked = Vec::new();
+        let found = self.mesh.iter().position(|(from, to, msg)| {
+            if blocked.contains(&(*from, *to)) {
+                return false;
+            }
+            if select(*from, *to, &mesh_kind(msg)) {
+                return true;
+            }
+            blocked.push((*from, *to));
+            false
+        });
+        let Some(at) = found else {
+            return false;
+        };
+        let (from, to, msg) = self.mesh.remove(at).expect("position is in range");
+        self.deliver(from, to, msg);
+        self.pump();
+        true
+    }
+
+    /// Delivers selected messages (and what they cause, if also selected) until none is
+    /// left; returns how many.
+    pub fn deliver_mesh_all(&mut self, select: impl Fn(usize, usize, &str) -> bool) -> usize {
+        let mut count = 0;
+        while self.deliver_mesh(&select) {
+            count += 1;
+        }
+        count
+    }
+
+    /// Stops holding the mesh and delivers everything queued.
+    pub fn release_mesh(&mut self) {
+        self.hold_mesh = false;
+        self.pump();
     }
 
     fn perform(&mut self, shard: usize, output: Output) {
@@ -281,6 +341,12 @@ impl Net {
         let id = (qos != QoS::AtMostOnce).then(|| pid(100));
         self.send(sock, &Packet::Publish(publish(topic, qos, id, payload)));
     }
+}
+
+/// A mesh message's variant name, e.g. `Route`.
+pub fn mesh_kind(msg: &MeshMessage) -> String {
+    let kind = format!("{msg:?}");
+    kind.split([' ', '{', '(']).next().unwrap_or("").to_string()
 }
 
 pub fn pid(n: u16) -> PacketId {
