@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use culex::protocol::{Ack, Packet, ProtocolVersion, QoS, ReasonCode};
 
-use common::{connect_packet, expect_publish, pid, settle_routes, Broker, RawClient};
+use common::{connect_packet, expect_publish, pid, Broker, RawClient};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -52,7 +52,6 @@ fn hostile_connections_do_not_disturb_a_qos1_pair() {
     let addr = broker.addr();
     let mut sub = RawClient::connected(addr, V5, &broker.client_on("calm-sub", 0));
     sub.subscribe("calm/topic", QoS::AtLeastOnce);
-    settle_routes();
     let mut publisher = RawClient::connected(addr, V5, &broker.client_on("calm-pub", 1));
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -159,7 +158,6 @@ fn limits_answer_with_the_right_code_and_spare_other_clients() {
     let addr = broker.addr();
     let mut a = RawClient::connected(addr, V5, &broker.client_on("lim-a", 0));
     a.subscribe("lim/#", QoS::AtMostOnce);
-    settle_routes();
     let (mut b, ack) = RawClient::connect(addr, V5, &broker.client_on("lim-b", 1));
     assert_eq!(ack.reason_code, ReasonCode::Success);
     // CONNACK announces the limits: server keep alive (asked 60 > 30) and packet size.
@@ -219,7 +217,6 @@ fn per_client_limits_answer_with_the_right_code() {
     let addr = broker.addr();
     let mut bystander = RawClient::connected(addr, V5, &broker.client_on("bystander", 0));
     bystander.subscribe("ok/#", QoS::AtMostOnce);
-    settle_routes();
 
     // Receive maximum 2, announced in CONNACK; a third unreleased QoS 2 publish is 0x93.
     let (mut q2, ack) = RawClient::connect(addr, V5, &broker.client_on("qos2", 1));

@@ -152,13 +152,6 @@ impl Drop for Broker {
     }
 }
 
-/// No longer needed: a SUBACK is written only after every other shard applied the route, so
-/// a publish from any shard right after it is routed. Kept until the last callers (in
-/// `broker_abuse.rs`) drop it.
-pub fn settle_routes() {
-    std::thread::sleep(Duration::from_millis(100));
-}
-
 /// A port nobody listens on now (the kernel's choice for port 0, released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
