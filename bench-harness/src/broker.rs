@@ -44,17 +44,6 @@ impl BrokerKind {
         BrokerKind::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Each broker gets its own port so a slow socket teardown never meets the next broker.
-    fn port(self) -> u16 {
-        match self {
-            BrokerKind::Mosquitto => 18831,
-            BrokerKind::Rumqttd => 18832,
-            BrokerKind::Nats => 18833,
-            BrokerKind::Culex1 => 18834,
-            BrokerKind::CulexAll => 18835,
-        }
-    }
-
     fn config_file(self) -> &'static str {
         match self {
             BrokerKind::Mosquitto => "mosquitto.conf",
@@ -92,7 +81,6 @@ pub struct BrokerSpec {
     pub binary: PathBuf,
     pub version: String,
     pub placement: Placement,
-    pub port: u16,
     template: String,
 }
 
@@ -160,18 +148,13 @@ impl BrokerSpec {
             version: version_of(&binary, version_arg),
             binary,
             placement,
-            port: kind.port(),
             template,
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// The config text for a run whose scratch directory is `dir`.
-    pub fn config_text(&self, dir: &Path) -> String {
-        render(&self.template, self.port, dir)
+    /// The config text for a run on `ports` whose scratch directory is `dir`.
+    pub fn config_text(&self, ports: Ports, dir: &Path) -> String {
+        render(&self.template, ports, dir)
     }
 
     /// The command line (after `taskset -c CPUS`) for a config at `config`.
@@ -190,14 +173,20 @@ impl BrokerSpec {
         }
     }
 
-    /// Starts the broker pinned to its cores, logging to `log`, and waits until it answers an
-    /// MQTT CONNECT; a broker that exits or stays silent for `timeout` is stopped and refused.
+    /// Starts the broker pinned to its cores on free loopback ports, logging to `log`, and
+    /// waits until it answers an MQTT CONNECT on a socket it owns; a broker that exits or
+    /// stays silent for `timeout` is stopped and refused.
     pub fn start(&self, scratch: &Path, log: &Path, timeout: Duration) -> Result<Running, String> {
         let name = self.kind.name();
         std::fs::create_dir_all(scratch)
             .map_err(|e| format!("{name}: cannot create {}: {e}", scratch.display()))?;
+        // Fresh ports per run: other people's brokers share this machine's loopback.
+        let ports = Ports {
+            mqtt: free_port().map_err(|e| format!("{name}: no free port: {e}"))?,
+            aux: free_port().map_err(|e| format!("{name}: no free port: {e}"))?,
+        };
         let config = scratch.join(self.kind.config_file());
-        std::fs::write(&config, self.config_text(scratch))
+        std::fs::write(&config, self.config_text(ports, scratch))
             .map_err(|e| format!("{name}: cannot write {}: {e}", config.display()))?;
         let log_file = std::fs::File::create(log)
             .map_err(|e| format!("{name}: cannot create {}: {e}", log.display()))?;
@@ -223,9 +212,11 @@ impl BrokerSpec {
             })?;
         let mut running = Running {
             pid: child.id(),
+            port: ports.mqtt,
             child: Some(child),
             name,
         };
+        let addr = running.addr();
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = running.exited() {
@@ -234,27 +225,78 @@ impl BrokerSpec {
                     "{name}: exited with {status} before accepting: {tail}"
                 ));
             }
-            if probe(self.addr(), Duration::from_millis(500)).is_ok() {
+            // Ours must be the listener: a port taken in the meantime would answer for us.
+            if listens_on(running.pid, ports.mqtt)
+                && probe(addr, Duration::from_millis(500)).is_ok()
+            {
                 return Ok(running);
             }
             if Instant::now() > deadline {
                 running.stop();
-                return Err(format!(
-                    "{name}: no CONNACK on {} within {timeout:?}",
-                    self.addr()
-                ));
+                return Err(format!("{name}: no CONNACK on {addr} within {timeout:?}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
-/// Fills a config template's `{port}`, `{port_aux}` (a second port some brokers need) and
-/// `{dir}` (the run's scratch directory).
-pub fn render(template: &str, port: u16, dir: &Path) -> String {
+/// The ports of one broker run: MQTT, and a second one some brokers need for themselves
+/// (NATS's client port, rumqttd's MQTT 5 listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub mqtt: u16,
+    pub aux: u16,
+}
+
+/// A loopback port nobody listens on now (the kernel's pick for port 0, released).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Whether `pid` owns a TCP socket listening on `port` (from /proc/net/tcp{,6} and the
+/// process's file descriptors).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        inodes.extend(listening_inodes(&text, port));
+    }
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let l = link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?;
+            l.parse::<u64>().ok()
+        })
+        .any(|inode| inodes.contains(&inode))
+}
+
+/// Inodes of the sockets in LISTEN state (0A) on `port` in a /proc/net/tcp table.
+pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit(':').next()?;
+            let listening = *f.get(3)? == "0A";
+            let ours = u16::from_str_radix(local_port, 16).ok()? == port;
+            (listening && ours).then(|| f.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
+/// Fills a config template's `{port}`, `{port_aux}` and `{dir}` (the run's scratch directory).
+pub fn render(template: &str, ports: Ports, dir: &Path) -> String {
     template
-        .replace("{port_aux}", &(port + 1000).to_string())
-        .replace("{port}", &port.to_string())
+        .replace("{port_aux}", &ports.aux.to_string())
+        .replace("{port}", &ports.mqtt.to_string())
         .replace("{dir}", &dir.display().to_string())
 }
 
@@ -292,11 +334,16 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
 #[derive(Debug)]
 pub struct Running {
     pub pid: u32,
+    pub port: u16,
     child: Option<Child>,
     name: &'static str,
 }
 
 impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
             .as_mut()
@@ -339,21 +386,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_ports_differ() {
+    fn names_round_trip() {
         for k in BrokerKind::ALL {
             assert_eq!(BrokerKind::parse(k.name()), Some(k));
         }
         assert_eq!(BrokerKind::parse("hivemq"), None);
-        let mut ports: Vec<u16> = BrokerKind::ALL.iter().map(|k| k.port()).collect();
-        ports.sort_unstable();
-        ports.dedup();
-        assert_eq!(ports.len(), BrokerKind::ALL.len());
     }
+
+    const PORTS: Ports = Ports {
+        mqtt: 18833,
+        aux: 19833,
+    };
 
     #[test]
     fn templates_fill_port_aux_before_port() {
         let t = "listen {port}\naux {port_aux}\nstore {dir}/js\n";
-        let out = render(t, 18833, Path::new("/tmp/x"));
+        let out = render(t, PORTS, Path::new("/tmp/x"));
         assert_eq!(out, "listen 18833\naux 19833\nstore /tmp/x/js\n");
     }
 
@@ -362,7 +410,7 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("brokers");
         for k in BrokerKind::ALL {
             let text = std::fs::read_to_string(dir.join(k.config_file())).expect("shipped");
-            let rendered = render(&text, k.port(), Path::new("/tmp"));
+            let rendered = render(&text, PORTS, Path::new("/tmp"));
             assert!(
                 rendered.contains("127.0.0.1"),
                 "{} binds loopback",
@@ -379,6 +427,27 @@ mod tests {
                 k.name()
             );
         }
+    }
+
+    #[test]
+    fn finds_our_own_listener_and_no_other() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let me = std::process::id();
+        assert!(listens_on(me, port), "this test process listens on {port}");
+        // PID 1 is not us: it does not own our socket.
+        assert!(!listens_on(1, port));
+        drop(l);
+        assert!(!listens_on(me, port), "closed");
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 0100007F:49F3 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1\n\
+            1: 0100007F:49F3 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4343 1\n";
+        assert_eq!(
+            listening_inodes(table, 0x49F3),
+            vec![4242],
+            "established sockets do not count"
+        );
+        assert!(listening_inodes(table, 1883).is_empty());
     }
 
     #[test]

@@ -149,12 +149,13 @@ pub fn latency_curves(path: &Path, title: &str, curves: &[Curve]) -> Result<(), 
         .map_err(err)?;
     for (i, c) in curves.iter().enumerate() {
         let col = colour(i);
-        let pick: [(&str, fn(&(f64, f64, f64, f64)) -> f64, u32); 3] = [
-            ("p50", |p| p.1, 3),
-            ("p99", |p| p.2, 2),
-            ("p99.9", |p| p.3, 1),
-        ];
-        for (name, get, width) in pick {
+        // Thicker for the median: the eye should follow it first.
+        for (name, width) in [("p50", 3), ("p99", 2), ("p99.9", 1)] {
+            let get = |p: &(f64, f64, f64, f64)| match name {
+                "p50" => p.1,
+                "p99" => p.2,
+                _ => p.3,
+            };
             let pts: Vec<(f64, f64)> = c.points.iter().map(|p| (p.0, get(p).max(0.1))).collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), col.stroke_width(width)))

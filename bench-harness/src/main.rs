@@ -299,7 +299,7 @@ fn run(args: RunArgs) -> Result<(), String> {
             .iter()
             .map(|b| {
                 json!({ "name": b.kind.name(), "binary": b.binary, "version": b.version,
-                        "cpus": b.placement.cpus, "shards": b.placement.shards, "port": b.port })
+                        "cpus": b.placement.cpus, "shards": b.placement.shards })
             })
             .collect(),
         broker_cpus: cpu_list(&c.broker),

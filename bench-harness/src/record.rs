@@ -61,6 +61,9 @@ pub struct RunRecord {
     /// The same figure as the loadgen measured it at the window's exact edges (cross-check).
     pub broker_cpu_s_loadgen: Option<f64>,
     pub broker_cpu_us_per_msg: Option<f64>,
+    /// /proc samples taken over the whole run, and inside the measured window.
+    pub sample_count: usize,
+    pub window_sample_count: usize,
     pub broker_rss_baseline_bytes: u64,
     pub broker_rss_max_bytes: u64,
     /// (RSS in the window − RSS before any client) / connections held.

@@ -217,7 +217,7 @@ impl Suite {
         record.broker_rss_baseline_bytes = sample::rss_bytes(running.pid).unwrap_or(0);
         let sampler = Sampler::start(running.pid, self.options.sample_period);
         let spawned_at_s = sampler.started().elapsed().as_secs_f64();
-        let outcome = self.run_loadgen(cell, running.pid, scratch, logs);
+        let outcome = self.run_loadgen(cell, running, scratch, logs);
         let samples = sampler.finish();
         let runs = match outcome {
             Ok(runs) => runs,
@@ -242,7 +242,9 @@ impl Suite {
             .loadgen_f64(self.options.quick, "warmup_s")
             .unwrap_or(0.0);
         let from = spawned_at_s + setup_s + 0.02 + warmup_s;
+        record.sample_count = samples.len();
         if let Some(w) = sample::window(&samples, from, from + record.window_s) {
+            record.window_sample_count = w.sample_count;
             record.broker_cpu_s = Some(w.cpu_s);
             record.broker_rss_max_bytes = w.rss_max_bytes;
         }
@@ -264,7 +266,7 @@ impl Suite {
     fn run_loadgen(
         &self,
         cell: &Cell<'_>,
-        broker_pid: u32,
+        broker: &Running,
         scratch: &Path,
         logs: &Path,
     ) -> Result<Vec<LoadgenRun>, String> {
@@ -281,7 +283,7 @@ impl Suite {
         std::fs::create_dir_all(&raw_dir).map_err(|e| format!("{}: {e}", raw_dir.display()))?;
         let mut children = Vec::new();
         for p in 0..processes {
-            let table = self.loadgen_table(cell, p, processes, conns);
+            let table = self.loadgen_table(cell, broker.port, p, processes, conns);
             let file = scratch.join(format!("loadgen-{p}.toml"));
             let text = toml::to_string(&table).map_err(|e| format!("loadgen toml: {e}"))?;
             std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -303,7 +305,7 @@ impl Suite {
                 .arg("--json")
                 .arg(&raw)
                 .arg("--broker-pid")
-                .arg(broker_pid.to_string())
+                .arg(broker.pid.to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(err_file)
@@ -366,13 +368,14 @@ impl Suite {
     fn loadgen_table(
         &self,
         cell: &Cell<'_>,
+        port: u16,
         p: usize,
         processes: usize,
         conns: usize,
     ) -> toml::Table {
         let mut extra = toml::Table::new();
         extra.insert("host".into(), "127.0.0.1".into());
-        extra.insert("port".into(), i64::from(cell.broker.port).into());
+        extra.insert("port".into(), i64::from(port).into());
         let cpus: Vec<toml::Value> = self
             .options
             .loadgen_cpus
