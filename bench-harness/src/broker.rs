@@ -81,6 +81,8 @@ pub struct BrokerSpec {
     pub binary: PathBuf,
     pub version: String,
     pub placement: Placement,
+    /// A command the broker runs under (e.g. valgrind), between taskset and the binary.
+    pub wrapper: Vec<String>,
     template: String,
 }
 
@@ -148,6 +150,7 @@ impl BrokerSpec {
             version: version_of(&binary, version_arg),
             binary,
             placement,
+            wrapper: Vec::new(),
             template,
         })
     }
@@ -193,10 +196,12 @@ impl BrokerSpec {
         let log_err = log_file
             .try_clone()
             .map_err(|e| format!("{name}: log: {e}"))?;
-        // taskset execs the broker, so the child's PID is the broker's own.
+        // taskset execs the broker (and valgrind runs its guest in its own process), so the
+        // child's PID is the broker's own.
         let child = Command::new("taskset")
             .arg("-c")
             .arg(&self.placement.cpus)
+            .args(&self.wrapper)
             .arg(&self.binary)
             .args(self.args(&config))
             .current_dir(scratch)

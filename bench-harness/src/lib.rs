@@ -11,12 +11,14 @@
 //! summary.rs   cells over repeats, ratios to Mosquitto, the Markdown table
 //! chart.rs     SVG charts (plotters)
 //! output.rs    the results folder and results/README.md
+//! profile.rs   perf stat and callgrind of one broker under one scenario
 //! ```
-//! Only `broker.rs`, `runner.rs` and `sample.rs` touch processes; the rest is plain data.
+//! Only `broker.rs`, `runner.rs`, `profile.rs` and `sample.rs` touch processes; the rest is plain data.
 
 pub mod broker;
 pub mod chart;
 pub mod output;
+pub mod profile;
 pub mod record;
 pub mod runner;
 pub mod sample;

@@ -42,6 +42,31 @@ enum Cmd {
     },
     /// Show the scenarios and which brokers are runnable.
     List(CommonArgs),
+    /// perf stat and a callgrind instruction count of one broker under one scenario.
+    Profile(ProfileArgs),
+}
+
+#[derive(clap::Args)]
+struct ProfileArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Scenario name (a file under bench-harness/scenarios).
+    scenario: String,
+    /// Broker to profile.
+    #[arg(long, default_value = "culex-1")]
+    broker: String,
+    /// The scenario's full durations instead of its --quick ones.
+    #[arg(long)]
+    full: bool,
+    /// Messages per second over all publishers under callgrind.
+    #[arg(long, default_value_t = 2000.0)]
+    callgrind_rate: f64,
+    #[arg(long, default_value_t = 3.0)]
+    callgrind_duration: f64,
+    #[arg(long)]
+    loadgen: Option<PathBuf>,
+    #[arg(long)]
+    no_build: bool,
 }
 
 #[derive(clap::Args, Clone)]
@@ -289,6 +314,8 @@ fn run(args: RunArgs) -> Result<(), String> {
         quick: args.quick,
         sample_period: Duration::from_millis(50),
         conns_per_process_max: per_process,
+        start_timeout: Duration::from_secs(20),
+        perf_stat: None,
     };
     let command = reproduce_command(&args);
     let mut meta = Meta {
@@ -354,6 +381,51 @@ fn reproduce_command(args: &RunArgs) -> String {
     cmd
 }
 
+fn profile(args: ProfileArgs) -> Result<(), String> {
+    let root = root_of(&args.common);
+    if !args.no_build {
+        build(&root)?;
+    }
+    culex_loadgen::machine::raise_nofile();
+    let specs = scenario::load_dir(&root.join("bench-harness").join("scenarios"))?;
+    let scenario = specs
+        .into_iter()
+        .find(|s| s.name == args.scenario)
+        .ok_or_else(|| format!("no scenario named `{}`", args.scenario))?;
+    let (mut brokers, notes) = find_brokers(&args.common, std::slice::from_ref(&args.broker));
+    let broker = brokers
+        .pop()
+        .ok_or_else(|| format!("{} cannot run: {}", args.broker, notes.join("; ")))?;
+    let loadgen = args
+        .loadgen
+        .clone()
+        .unwrap_or_else(|| target_dir(&root).join("release").join("culex-loadgen"));
+    let (date, _) = output::utc_now();
+    let out_dir = unique_dir(&root.join("results").join("profiles").join(format!(
+        "{date}-{}-{}-{}",
+        commit(&root),
+        scenario.name,
+        broker.kind.name()
+    )));
+    let opts = culex_bench::profile::ProfileOptions {
+        scenario,
+        broker,
+        loadgen,
+        loadgen_cpus: cores().loadgen,
+        out_dir: out_dir.clone(),
+        quick: !args.full,
+        callgrind_rate: args.callgrind_rate,
+        callgrind_duration_s: args.callgrind_duration,
+    };
+    let result = culex_bench::profile::run(&opts)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
+    );
+    eprintln!("written: {}", out_dir.join("profile.json").display());
+    Ok(())
+}
+
 fn list(common: &CommonArgs) -> Result<(), String> {
     let root = root_of(common);
     let specs: Vec<ScenarioSpec> =
@@ -389,6 +461,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Run(args) => run(args),
         Cmd::List(common) => list(&common),
+        Cmd::Profile(args) => profile(args),
         Cmd::Report { dir, latest } => output::read_back(&dir).and_then(|(meta, records)| {
             let readme = dir.parent().map(|p| p.join("README.md")).filter(|_| latest);
             output::write_all(&dir, readme.as_deref(), &meta, &records).map(|_| ())

@@ -28,6 +28,10 @@ pub struct SuiteOptions {
     pub sample_period: Duration,
     /// Connections per loadgen process at most (its own open-files limit, less headroom).
     pub conns_per_process_max: usize,
+    /// How long a broker may take to answer its first CONNECT (long under valgrind).
+    pub start_timeout: Duration,
+    /// `perf stat` attached to the broker while the loadgen runs: events and output file.
+    pub perf_stat: Option<(String, PathBuf)>,
 }
 
 /// One broker's run of one load point, before it becomes a record.
@@ -217,7 +221,26 @@ impl Suite {
         record.broker_rss_baseline_bytes = sample::rss_bytes(running.pid).unwrap_or(0);
         let sampler = Sampler::start(running.pid, self.options.sample_period);
         let spawned_at_s = sampler.started().elapsed().as_secs_f64();
+        let perf = self.options.perf_stat.as_ref().and_then(|(events, out)| {
+            Command::new("perf")
+                .args(["stat", "-x", ",", "-e", events, "-o"])
+                .arg(out)
+                .args(["-p", &running.pid.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| eprintln!("note: perf stat did not start: {e}"))
+                .ok()
+        });
         let outcome = self.run_loadgen(cell, running, scratch, logs);
+        if let Some(mut perf) = perf {
+            // perf stat writes its counts when interrupted, as after Ctrl-C.
+            let pid = libc::pid_t::try_from(perf.id()).expect("Linux PIDs fit in pid_t");
+            // SAFETY: kill() only sends a signal, to our own child that has not been reaped.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+            let _ = perf.wait();
+        }
         let samples = sampler.finish();
         let runs = match outcome {
             Ok(runs) => runs,

@@ -148,6 +148,20 @@ impl ScenarioSpec {
         t
     }
 
+    /// The same scenario with `fields` replacing its `[loadgen]` ones in both modes (profiles
+    /// pace a scenario so every run does the same work).
+    pub fn with_overrides(&self, fields: &toml::Table) -> Result<ScenarioSpec, String> {
+        let mut s = self.clone();
+        s.loadgen.extend(fields.clone());
+        for k in fields.keys() {
+            s.quick.remove(k);
+        }
+        for quick in [false, true] {
+            check_loadgen(&s.loadgen_table(quick, &toml::Table::new()))?;
+        }
+        Ok(s)
+    }
+
     /// A numeric `[loadgen]` field as the run will see it (after `[quick]`).
     pub fn loadgen_f64(&self, quick: bool, field: &str) -> Option<f64> {
         let t = self.loadgen_table(quick, &toml::Table::new());

@@ -93,6 +93,8 @@ fn tiny_scenario_against_mosquitto() {
         quick: false,
         sample_period: Duration::from_millis(50),
         conns_per_process_max: 19_000,
+        start_timeout: Duration::from_secs(20),
+        perf_stat: None,
     };
     let mut suite = Suite::new(options, vec![spec], Vec::new());
     suite.run_all(std::slice::from_ref(&scenario));
