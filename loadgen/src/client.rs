@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::scenario::{ClientPlan, Role};
 use crate::schedule::Schedule;
-use crate::signal::{Notify, DROP, PING, RUN, STOP};
+use crate::signal::{Notify, DROP, FLOW, PING, RUN, STOP};
 use crate::stamp::Stamp;
 use crate::track::SeqTracker;
 use crate::wire::{self, Frame};
@@ -30,6 +30,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// A subscriber reads this much at once: hundreds of small messages per system call.
 const SUBSCRIBER_READ_BYTES: usize = 256 * 1024;
+/// A publisher held back by the outstanding limit looks again after this long when no
+/// subscriber on its core wakes it first.
+const FLOW_RECHECK: Duration = Duration::from_millis(2);
 
 pub async fn run(core: Rc<Core>, plan: ClientPlan, slot: usize) {
     let mut ready = ReadyGuard {
@@ -221,11 +224,17 @@ async fn connect(core: &Core, plan: &ClientPlan) -> Result<(TcpStream, ReadBuf),
             .bind(&SocketAddr::new(source, 0).into())
             .map_err(|e| io_reason("bind", &e))?;
     }
-    // A blocking connect: on loopback the handshake completes inside the call, and glommio
-    // offers no connect on a socket bound beforehand.
+    // Glommio offers no connect on a socket bound beforehand, so connect without blocking the
+    // executor and let the first write wait: a send on a socket still in SYN_SENT returns
+    // EAGAIN, glommio then polls for writability, which comes with the handshake's end.
     socket
-        .connect_timeout(&core.addr.into(), CONNECT_TIMEOUT)
-        .map_err(|e| io_reason("connect", &e))?;
+        .set_nonblocking(true)
+        .map_err(|e| io_reason("socket", &e))?;
+    match socket.connect(&core.addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(io_reason("connect", &e)),
+    }
     let _ = socket.set_nodelay(true);
     // SAFETY: `into_raw_fd` hands over the only owner of a connected TCP socket's descriptor;
     // the glommio stream becomes its sole owner and closes it.
@@ -252,7 +261,7 @@ async fn connect(core: &Core, plan: &ClientPlan) -> Result<(TcpStream, ReadBuf),
         stream
             .write_all(&out)
             .await
-            .map_err(|e| io_reason("write CONNECT", &e))?;
+            .map_err(|e| io_reason("connect", &e))?;
         loop {
             if let Some((frame, packet)) =
                 rbuf.next_frame().map_err(|e| io_reason("CONNACK", &e))?
@@ -430,9 +439,38 @@ async fn publish_qos0(
             break Ok(());
         }
         let now = core.now_ns();
-        let Some(n) = pacer.due(now, batch_max) else {
+        let Some(mut n) = pacer.due(now, batch_max) else {
             break Ok(());
         };
+        if pacer.schedule == Schedule::Max && core.receivers_per_message > 0 {
+            let shared = &core.shared;
+            let delivered =
+                shared.unique_count.load(Ordering::Relaxed) / core.receivers_per_message;
+            let outstanding = shared
+                .sent_count
+                .load(Ordering::Relaxed)
+                .saturating_sub(delivered);
+            n = n.min(core.outstanding_max.saturating_sub(outstanding));
+            if n == 0 {
+                core.flow_waiters.borrow_mut().push(slot);
+                // With subscribers on this core, their deliveries wake us (and the control
+                // task does every tick, should deliveries stop): no timer per wait.
+                let flags = if core.local_subscribers {
+                    core.slots.wait(slot).await
+                } else {
+                    or(core.slots.wait(slot), async {
+                        glommio::timer::sleep(FLOW_RECHECK).await;
+                        0
+                    })
+                    .await
+                };
+                if flags & STOP != 0 {
+                    stopped = true;
+                    break Ok(());
+                }
+                continue;
+            }
+        }
         if n == 0 {
             if keepalive_ns > 0 && now - last_write_ns > keepalive_ns {
                 wire::put_pingreq(&mut out);
@@ -481,6 +519,9 @@ struct Inflight {
 
 /// A QoS 1/2 publisher: a writer paced by the schedule and bounded by the inflight window, and
 /// a reader task taking PUBACK / PUBREC / PUBCOMP.
+// The writer owns the socket, the window and the done-guard at once; a struct would only
+// rename these arguments.
+#[allow(clippy::too_many_arguments)]
 async fn publish_acked(
     core: &Rc<Core>,
     stream: TcpStream,
@@ -595,10 +636,7 @@ async fn read_acks(
         }
         let now = core.now_ns();
         let mut acked = 0u64;
-        loop {
-            let Ok(Some((frame, packet))) = rbuf.next_frame() else {
-                break;
-            };
+        while let Ok(Some((frame, packet))) = rbuf.next_frame() {
             let Ok(id) = wire::ack_packet_id(packet, &frame) else {
                 continue;
             };
@@ -782,6 +820,8 @@ async fn subscribe(
                 if rx.process(core, &mut rbuf, ready).is_err() {
                     return Err(());
                 }
+                let waiters = std::mem::take(&mut *core.flow_waiters.borrow_mut());
+                waiters.into_iter().for_each(|s| core.slots.raise(s, FLOW));
             }
             Event::Flags(flags) if flags & STOP != 0 => break,
             Event::Flags(flags) if flags & DROP != 0 => {

@@ -80,7 +80,7 @@ pub fn raise_nofile() -> (u64, u64) {
             lim = raised;
         }
     }
-    (lim.rlim_cur as u64, lim.rlim_max as u64)
+    (lim.rlim_cur, lim.rlim_max)
 }
 
 fn port_range() -> Option<(u32, u32)> {

@@ -214,7 +214,7 @@ impl Summary {
             ("connect latency", &s.connect_latency),
             ("subscribe latency", &s.subscribe_latency),
         ] {
-            if h.len() > 0 {
+            if !h.is_empty() {
                 out += &format!("{name:<24} {}\n", percentile_line(h));
             }
         }
@@ -284,7 +284,7 @@ const QUANTILES: [(&str, f64); 6] = [
 pub fn percentiles(h: &Histogram<u64>) -> Value {
     let mut m = serde_json::Map::new();
     m.insert("count".into(), json!(h.len()));
-    if h.len() > 0 {
+    if !h.is_empty() {
         for (name, q) in QUANTILES {
             m.insert(name.into(), json!(h.value_at_quantile(q)));
         }
@@ -342,8 +342,10 @@ mod tests {
 
     #[test]
     fn losses_break_qos1_but_not_qos0() {
-        let mut stats = CoreStats::default();
-        stats.unique_count = 390;
+        let stats = CoreStats {
+            unique_count: 390,
+            ..CoreStats::default()
+        };
         let mut summary = Summary {
             stats,
             qos: 1,

@@ -82,6 +82,10 @@ pub fn run(scenario: &Scenario, opts: &Options) -> Result<Summary, String> {
             last = (unique, Instant::now());
         } else if done && last.1.elapsed() > drain {
             break;
+        }
+        if done && Instant::now() > w1.at + drain * 5 + Duration::from_secs(5) {
+            eprintln!("warning: deliveries still trickling in; stopping the drain");
+            break;
         } else if last.1.elapsed() > drain * 4 + Duration::from_secs(10) {
             eprintln!("warning: publishers did not finish; stopping anyway");
             break;
@@ -247,7 +251,7 @@ impl<'a> Progress<'a> {
         let sent = self.shared.sent_count.load(Ordering::Relaxed);
         let received = self.shared.received_count.load(Ordering::Relaxed);
         if !self.quiet {
-            let p99 = if self.second.len() > 0 {
+            let p99 = if !self.second.is_empty() {
                 fmt_ns(self.second.value_at_quantile(0.99))
             } else {
                 "-".into()

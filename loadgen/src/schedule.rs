@@ -83,7 +83,7 @@ mod tests {
         // 100 msg/s for 2 s is exactly 200 messages, whatever the phase.
         for phase in [0.0, 0.3, 0.999] {
             let s = Schedule::new(0, Some(100.0), phase);
-            let end = 2_000_000_000 + 0;
+            let end = 2_000_000_000;
             let start = s.intended_ns(0, 0);
             assert_eq!(s.count_before(end + start), Some(200), "phase {phase}");
         }

@@ -12,6 +12,8 @@ pub const PING: u8 = 2;
 pub const STOP: u8 = 4;
 /// Test hook: this client disconnects now, as a crashed subscriber would.
 pub const DROP: u8 = 8;
+/// Deliveries arrived: a publisher held back by the outstanding limit may send again.
+pub const FLOW: u8 = 16;
 
 #[derive(Default)]
 struct Slot {

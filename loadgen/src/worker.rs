@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::client;
 use crate::report::{new_histogram, CoreStats};
 use crate::scenario::{ClientPlan, Kind, Plan, Scenario};
-use crate::signal::{Slots, DROP, PING, RUN, STOP};
+use crate::signal::{Slots, DROP, FLOW, PING, RUN, STOP};
 
 pub const PHASE_SETUP: u8 = 0;
 pub const PHASE_RUN: u8 = 1;
@@ -77,6 +77,16 @@ pub struct Core {
     pub stats: RefCell<CoreStats>,
     pub interval: RefCell<Interval>,
     pub slots: Slots,
+    /// Subscriber deliveries each message should make (0: nobody of ours listens).
+    pub receivers_per_message: u64,
+    /// Unpaced QoS 0 publishers pause while this many messages are published but not yet
+    /// delivered: the broker's own pace sets the rate instead of an ever-growing backlog.
+    pub outstanding_max: u64,
+    /// Publisher slots waiting for deliveries (see `outstanding_max`); subscribers on this
+    /// core wake them, others are woken by a short timer.
+    pub flow_waiters: RefCell<Vec<usize>>,
+    /// Whether any subscriber runs on this core (and so wakes `flow_waiters`).
+    pub local_subscribers: bool,
 }
 
 impl Core {
@@ -119,12 +129,16 @@ pub fn start(
         let scenario = scenario.clone();
         let shared = shared.clone();
         let intervals = intervals.clone();
+        let flow = (
+            plan.receivers_per_message,
+            plan.publishers as u64 * u64::from(scenario.max_inflight),
+        );
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("loadgen-{cpu}"))
             .io_memory(scenario.io_memory_bytes)
-            .spawn(
-                move || async move { run_core(scenario, clients, addr, shared, intervals).await },
-            )
+            .spawn(move || async move {
+                run_core(scenario, clients, addr, shared, intervals, flow).await
+            })
             .map_err(|e| {
                 format!(
                     "cannot start an executor on core {cpu}: {e} (io_uring disabled, core \
@@ -142,6 +156,7 @@ async fn run_core(
     addr: SocketAddr,
     shared: Arc<Shared>,
     intervals: Sender<Interval>,
+    (receivers_per_message, outstanding_max): (u64, u64),
 ) -> CoreStats {
     let core = Rc::new(Core {
         shared,
@@ -153,6 +168,12 @@ async fn run_core(
             latency_uncorrected: new_histogram(),
         }),
         slots: Slots::with_len(clients.len()),
+        receivers_per_message,
+        outstanding_max,
+        flow_waiters: RefCell::new(Vec::new()),
+        local_subscribers: clients
+            .iter()
+            .any(|c| matches!(c.role, crate::scenario::Role::Subscriber { .. })),
     });
     let drop_slot = clients.iter().position(|c| {
         core.scenario.drop_subscriber_after_s > 0.0
@@ -208,6 +229,8 @@ async fn control(core: &Core, drop_slot: Option<usize>, intervals: &Sender<Inter
                 core.slots.raise(slot, DROP);
             }
         }
+        let waiters = std::mem::take(&mut *core.flow_waiters.borrow_mut());
+        waiters.into_iter().for_each(|s| core.slots.raise(s, FLOW));
         if tick % 10 == 0 {
             let _ = intervals.send(core.take_interval());
         }
