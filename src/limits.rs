@@ -101,3 +101,28 @@ impl Default for Limits {
         }
     }
 }
+
+/// The cap Culex uses where Mosquitto's `max_inflight_messages 0` means "no maximum": the
+/// largest receive maximum MQTT 5 can express.
+pub const MAX_INFLIGHT_MESSAGES_UNLIMITED: u16 = u16::MAX;
+/// The cap Culex uses where Mosquitto's `max_queued_messages 0` means "no maximum": a
+/// million messages per session, which the byte cap below still bounds in memory.
+pub const MAX_QUEUED_MESSAGES_UNLIMITED: u32 = 1_000_000;
+/// The cap Culex uses where Mosquitto's `max_queued_bytes 0` means "no maximum": 1 GiB of
+/// payload per session, finite so one stuck client cannot take the whole machine.
+pub const MAX_QUEUED_BYTES_UNLIMITED: u64 = 1024 * 1024 * 1024;
+/// The largest packet MQTT can frame: a 268,435,455-byte remaining length plus the 5-byte
+/// fixed header. `max_packet_size 0` / `message_size_limit 0` ("no limit") become this.
+pub const MAX_PACKET_SIZE_BYTES_PROTOCOL: u32 = 268_435_455 + 5;
+/// Mosquitto refuses `max_packet_size` below 20 bytes: smaller breaks ordinary clients.
+pub const MAX_PACKET_SIZE_BYTES_MIN: u32 = 20;
+/// `message_size_limit` bounds a PUBLISH *payload*; Culex enforces one packet size, so it
+/// allows this much beside the payload: fixed header (5), topic (2 + 65,535), packet id (2)
+/// and up to 64 KiB of properties. A payload at the limit is never refused for its header.
+pub const PUBLISH_HEADROOM_BYTES: u32 = 5 + 2 + 65_535 + 2 + 65_536;
+/// The cap Culex uses where Mosquitto's `max_connections -1` means "unlimited".
+pub const MAX_CONNECTIONS_UNLIMITED: u32 = MAX_CONNECTIONS_DEFAULT;
+/// Mosquitto refuses `max_keepalive` below 10 s: shorter makes clients flap on any delay.
+pub const MAX_KEEPALIVE_S_MIN: u16 = 10;
+/// One hour: a `connect_timeout_ms` above this only lets half-open sockets linger.
+pub const CONNECT_TIMEOUT_MS_MAX: u32 = 3_600_000;

@@ -8,23 +8,92 @@
 //!              ──tick(now)─────────────▶   trie replica,
 //!                                          retained partition)
 //! ```
+//!
+//! | file           | owns                                                               |
+//! |----------------|--------------------------------------------------------------------|
+//! | `mod.rs`       | the public types and entry points; decode loop and packet dispatch |
+//! | `conn.rs`      | one connection: buffers, phase, per-connection MQTT state          |
+//! | `connect.rs`   | CONNECT/CONNACK, client ids, hand-off, takeover, session lifecycle |
+//! | `publish.rs`   | inbound PUBLISH and acks, routing, delivery, the outbound window   |
+//! | `subscribe.rs` | SUBSCRIBE/UNSUBSCRIBE, route broadcasts, retained messages         |
+//! | `lifecycle.rs` | closing, wills, keepalive and expiry sweeps, shutdown, the mesh    |
+//! | `auth.rs`      | the one authorization call                                         |
+//! | `durable.rs`   | the one place durable state changes are recorded                   |
+//! | `stats.rs`     | counters                                                           |
 
+mod auth;
+mod conn;
+mod connect;
+mod durable;
+mod lifecycle;
+mod publish;
+mod stats;
+mod subscribe;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use rustc_hash::FxHashMap;
 
 pub use crate::router::ShardId;
+pub use auth::{Access, Authorizer};
+pub use durable::DurableChange;
+pub use stats::Stats;
+
+use crate::limits::Limits;
+use crate::protocol::{decode, ClientId, Packet, ReasonCode, TopicFilter};
+use crate::router::{Matches, RetainedMessage, RetainedStore, SubscriptionEntry, SubscriptionTrie};
+use crate::session::{Message, PendingWill, Session, SessionKey};
+
+use conn::{Conn, Phase};
 
 /// A connection on this shard, assigned by the shard layer; unique among open connections
 /// of one shard. Opaque to the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u32);
 
-/// A message from one shard to another. Plain data, `Send`; payloads are shared `Bytes`.
+/// A message from one shard to another. Plain data, `Send`; payloads are shared `Bytes`
+/// inside an `Arc`, never copied per subscriber or per shard.
 #[derive(Debug, Clone)]
 pub enum MeshMessage {
-    /// Placeholder until the broker issue defines the mesh protocol.
+    /// Nothing; kept for the runtime's own tests.
     Nop,
+    /// The sender now has `count` local subscribers to `filter` (0: none). Sent when a
+    /// plain filter's count goes 0↔1, and on every change of a shared group's membership
+    /// (the count weighs the sender when a publisher picks a shard for the group).
+    Route { filter: TopicFilter, count: u32 },
+    /// A message published on the sender: route it to this shard's local subscribers.
+    Publish { message: Arc<Message> },
+    /// A message for shared group `filter` (`$share/g/f`): give it to one local member.
+    SharedPublish {
+        filter: TopicFilter,
+        message: Arc<Message>,
+    },
+    /// Set (or clear, empty payload) a retained message this shard owns.
+    RetainedSet { message: Box<RetainedMessage> },
+    /// Send back the retained messages matching `filter`.
+    RetainedQuery { query: u64, filter: TopicFilter },
+    /// The answer to a `RetainedQuery`.
+    RetainedReply {
+        query: u64,
+        messages: Vec<RetainedMessage>,
+    },
+}
+
+impl MeshMessage {
+    /// Whether the mesh may drop this message when its backlog is full: QoS 0 publishes
+    /// only; route changes, QoS 1/2 and retained traffic are never shed.
+    pub fn is_sheddable(&self) -> bool {
+        match self {
+            MeshMessage::Nop => true,
+            MeshMessage::Publish { message } | MeshMessage::SharedPublish { message, .. } => {
+                message.publish.qos == crate::protocol::QoS::AtMostOnce
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What the core asks the shard layer to do.
@@ -47,50 +116,247 @@ pub enum Output {
     Mesh { to: ShardId, msg: MeshMessage },
 }
 
+/// What the core is configured with.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub limits: Limits,
+    /// Accept CONNECTs without a user name.
+    pub allow_anonymous: bool,
+    /// Whether retained messages are supported (MQTT 5 Retain Available).
+    pub retain_available: bool,
+}
+
+impl Default for CoreConfig {
+    fn default() -> CoreConfig {
+        CoreConfig {
+            limits: Limits::default(),
+            allow_anonymous: true,
+            retain_available: true,
+        }
+    }
+}
+
+/// A session living on this shard, and the connection attached to it if any.
+#[derive(Debug)]
+struct Client {
+    session: Session,
+    conn: Option<ConnId>,
+}
+
+/// A retained-message query sent to other shards for one new subscription.
+#[derive(Debug)]
+struct PendingRetained {
+    session: SessionKey,
+    entry: SubscriptionEntry,
+    replies_left: u16,
+}
+
 /// One shard's broker state.
 #[derive(Debug)]
 pub struct ShardCore {
-    _private: (),
+    shard: ShardId,
+    shard_count: u16,
+    config: CoreConfig,
+    authorizer: Authorizer,
+    conns: FxHashMap<ConnId, Conn>,
+    clients: FxHashMap<SessionKey, Client>,
+    by_client_id: FxHashMap<ClientId, SessionKey>,
+    next_session: u64,
+    next_assigned_id: u64,
+    trie: SubscriptionTrie<SessionKey>,
+    /// Scratch for one routing walk, reused.
+    matches: Matches<SessionKey>,
+    retained: RetainedStore,
+    pending_retained: FxHashMap<u64, PendingRetained>,
+    next_query: u64,
+    pending_wills: Vec<PendingWill>,
+    outputs: VecDeque<Output>,
+    /// The latest time any entry point was given, for work done in `take_outgoing`.
+    last_now: Option<Instant>,
+    stats: Stats,
 }
 
 impl ShardCore {
+    pub fn new(shard: ShardId, shard_count: u16, config: CoreConfig) -> ShardCore {
+        assert!(shard.0 < shard_count, "shard {shard:?} of {shard_count}");
+        // The broker-wide retained limit, split evenly over the partitions.
+        let per_shard = config
+            .limits
+            .max_retained_messages
+            .div_ceil(u32::from(shard_count));
+        ShardCore {
+            shard,
+            shard_count,
+            authorizer: Authorizer::new(config.allow_anonymous),
+            config,
+            conns: FxHashMap::default(),
+            clients: FxHashMap::default(),
+            by_client_id: FxHashMap::default(),
+            next_session: 0,
+            next_assigned_id: 0,
+            trie: SubscriptionTrie::new(),
+            matches: Matches::new(),
+            retained: RetainedStore::new(per_shard),
+            pending_retained: FxHashMap::default(),
+            next_query: 0,
+            pending_wills: Vec::new(),
+            outputs: VecDeque::new(),
+            last_now: None,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// Sessions whose home is this shard (connected or not).
+    pub fn session_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Retained messages held by this shard's partition.
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+
     /// A new connection was accepted on this shard (or adopted by hand-off, followed by
     /// `received` with the bytes that came with it).
     pub fn connection_opened(&mut self, conn: ConnId, now: Instant) {
-        let _ = (conn, now);
-        unimplemented!("issue 3")
+        self.last_now = Some(now);
+        let timeout =
+            std::time::Duration::from_millis(u64::from(self.config.limits.connect_timeout_ms));
+        self.conns.insert(conn, Conn::new(conn, now + timeout));
+        self.stats.connections_opened_count += 1;
+        self.stats.connections_current += 1;
     }
 
     /// Bytes read from `conn`. The core decodes every whole packet and keeps the rest.
     pub fn received(&mut self, conn: ConnId, bytes: &[u8], now: Instant) {
-        let _ = (conn, bytes, now);
-        unimplemented!("issue 3")
+        self.last_now = Some(now);
+        match self.conns.get_mut(&conn) {
+            Some(c) if c.phase != Phase::Closing => c.read_buf.extend_from_slice(bytes),
+            _ => return,
+        }
+        let max_packet = self.config.limits.max_packet_size_bytes;
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.phase == Phase::Closing {
+                return;
+            }
+            // Until CONNECT is handled, keep every byte: a hand-off carries them all.
+            let snapshot = match c.phase {
+                Phase::AwaitingConnect { .. } => Some(c.read_buf.clone()),
+                _ => None,
+            };
+            match decode(&mut c.read_buf, c.version, max_packet) {
+                Ok(None) => break,
+                Ok(Some(packet)) => {
+                    c.keepalive.touch(now);
+                    self.handle(conn, packet, snapshot, now);
+                }
+                Err(error) => {
+                    self.decode_failed(conn, error, now);
+                    return;
+                }
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.release_idle_read_buffer();
+        }
     }
 
     /// The socket closed or failed (not by the core's own `Close`).
     pub fn connection_lost(&mut self, conn: ConnId, now: Instant) {
-        let _ = (conn, now);
-        unimplemented!("issue 3")
+        self.last_now = Some(now);
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if c.phase != Phase::Closing {
+            self.end_connection(conn, None, true, now);
+        }
+        self.forget_conn(conn);
     }
 
     pub fn mesh_received(&mut self, from: ShardId, msg: MeshMessage, now: Instant) {
-        let _ = (from, msg, now);
-        unimplemented!("issue 3")
+        self.last_now = Some(now);
+        self.on_mesh(from, msg, now);
     }
 
-    /// Periodic: keepalive sweep, expiries, will delays.
+    /// Periodic: connect timeouts, keepalive sweep, session expiries, will delays,
+    /// retained expiries.
     pub fn tick(&mut self, now: Instant) {
-        let _ = now;
-        unimplemented!("issue 3")
+        self.last_now = Some(now);
+        self.sweep(now);
+    }
+
+    /// The server is stopping: every connection's will is published (delayed ones too),
+    /// MQTT 5 clients get DISCONNECT 0x8B, then every connection is closed.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        self.shut_down(now);
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        unimplemented!("issue 3")
+        self.outputs.pop_front()
     }
 
     /// Everything pending for `conn`, leaving its buffer empty.
     pub fn take_outgoing(&mut self, conn: ConnId) -> BytesMut {
-        let _ = conn;
-        unimplemented!("issue 3")
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return BytesMut::new();
+        };
+        let out = c.out.split();
+        c.writable_signalled = false;
+        if c.phase == Phase::Closing {
+            self.forget_conn(conn);
+            return out;
+        }
+        // Room in the buffer again: move queued messages on.
+        if let (Some(key), Some(now)) = (c.client, self.last_now) {
+            self.drain(key, now);
+        }
+        out
+    }
+
+    /// The one place durable state changes pass; a per-shard log will hook it.
+    fn record(&mut self, change: DurableChange<'_>) {
+        let _ = change;
+    }
+
+    fn handle(&mut self, conn: ConnId, packet: Packet, snapshot: Option<BytesMut>, now: Instant) {
+        let connected = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.phase == Phase::Connected);
+        match packet {
+            Packet::Connect(connect) if !connected => {
+                self.on_connect(conn, *connect, snapshot.unwrap_or_default(), now)
+            }
+            _ if !connected => self.protocol_error(conn, ReasonCode::ProtocolError, now),
+            Packet::Publish(publish) => self.on_publish(conn, publish, now),
+            Packet::PubAck(ack) => self.on_puback(conn, ack.packet_id, now),
+            Packet::PubRec(ack) => self.on_pubrec(conn, ack, now),
+            Packet::PubRel(ack) => self.on_pubrel(conn, ack.packet_id, now),
+            Packet::PubComp(ack) => self.on_pubcomp(conn, ack.packet_id, now),
+            Packet::Subscribe(subscribe) => self.on_subscribe(conn, subscribe, now),
+            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(conn, unsubscribe),
+            Packet::PingReq => self.send(conn, &Packet::PingResp),
+            Packet::Disconnect(disconnect) => self.on_disconnect(conn, disconnect, now),
+            // A second CONNECT, AUTH without an authentication method in CONNECT, and the
+            // packets only a server sends are protocol errors.
+            Packet::Connect(_)
+            | Packet::Auth(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp => self.protocol_error(conn, ReasonCode::ProtocolError, now),
+        }
     }
 }

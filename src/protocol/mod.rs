@@ -14,9 +14,11 @@ pub mod error;
 pub mod frame;
 pub mod packet;
 pub mod properties;
+mod property_codec;
 pub mod reason;
 pub mod topic;
 pub mod types;
+mod wire;
 
 pub use codec::{decode, decode_frame};
 pub use error::{DecodeError, EncodeError};

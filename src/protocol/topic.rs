@@ -43,6 +43,16 @@ impl TopicName {
         Ok(TopicName(text))
     }
 
+    /// For the decoder, which has already checked, in one pass, everything `parse` would:
+    /// non-empty, at most 65,535 bytes (a two-byte length said so), no U+0000, no wildcard.
+    pub(crate) fn from_checked(text: ByteString) -> TopicName {
+        debug_assert_eq!(
+            TopicName::parse(text.clone()).as_ref(),
+            Ok(&TopicName(text.clone()))
+        );
+        TopicName(text)
+    }
+
     /// The empty name of a PUBLISH that names its topic by alias only.
     pub const fn empty_for_alias() -> TopicName {
         TopicName(ByteString::from_static(""))

@@ -1,1 +1,173 @@
-//! Placeholder: filled in by its issue.
+//! The per-client session state, pure: what a client's session holds between packets and
+//! across connections (subscriptions, the outbound inflight window and the queue beyond it,
+//! inbound QoS 2 state, the will) and the per-connection sub-states the broker keeps beside
+//! it (keepalive, inbound topic aliases). No I/O and no clock reads: time comes in as
+//! `Instant` arguments. The broker (`crate::broker`) decides; these types hold and check.
+//!
+//! | file             | owns                                                          |
+//! |------------------|---------------------------------------------------------------|
+//! | `inflight.rs`    | packet-id allocation, unacknowledged QoS 1/2 towards a client  |
+//! | `queue.rs`       | messages waiting beyond the inflight window, bounded          |
+//! | `qos2.rs`        | inbound QoS 2 packet ids awaiting PUBREL (exactly once)        |
+//! | `will.rs`        | the will message and when it is due                           |
+//! | `keepalive.rs`   | the 1.5 × keep-alive deadline                                  |
+//! | `topic_alias.rs` | inbound topic aliases (MQTT 5)                                 |
+
+pub mod inflight;
+pub mod keepalive;
+pub mod qos2;
+pub mod queue;
+pub mod topic_alias;
+pub mod will;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+
+use crate::protocol::{ClientId, Publish, QoS, TopicFilter};
+use crate::router::SubscriptionEntry;
+
+pub use inflight::{Inflight, InflightState};
+pub use keepalive::Keepalive;
+pub use qos2::InboundQos2;
+pub use queue::{Enqueued, Queue};
+pub use topic_alias::{AliasError, InboundAliases};
+pub use will::{will_due_at, PendingWill};
+
+/// A key naming one session on its home shard; never reused while the shard runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey(pub u64);
+
+/// One published message as the router carries it: the PUBLISH as received (topic
+/// resolved, no topic alias, no subscription identifiers), shared by every delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub publish: Publish,
+    /// MQTT 5 message expiry: not delivered at or after this instant.
+    pub expires_at: Option<Instant>,
+    /// The publishing session, for No Local; only meaningful on the publisher's shard.
+    pub origin: Option<SessionKey>,
+}
+
+impl Message {
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// The message expiry interval left at `now`, rounded up so a live message never says 0.
+    pub fn remaining_expiry_s(&self, now: Instant) -> Option<u32> {
+        let at = self.expires_at?;
+        let left = at.saturating_duration_since(now);
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        Some(u32::try_from(secs).unwrap_or(u32::MAX))
+    }
+
+    /// The expiry instant of a message received at `now` with `interval_s`.
+    pub fn expiry_from(interval_s: Option<u32>, now: Instant) -> Option<Instant> {
+        interval_s.map(|s| now + Duration::from_secs(u64::from(s)))
+    }
+}
+
+/// One message on its way to one session: the shared message plus what this subscriber's
+/// subscriptions made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    /// The QoS of the delivery: the message's, capped by the subscription's maximum.
+    pub qos: QoS,
+    /// The RETAIN flag as this subscriber sees it.
+    pub retain: bool,
+    /// MQTT 5: the identifiers of every matching subscription that had one.
+    pub subscription_ids: Vec<NonZeroU32>,
+}
+
+impl Delivery {
+    /// Bytes this delivery holds against a queue's byte limit.
+    pub fn payload_len_bytes(&self) -> u64 {
+        self.message.publish.payload.len() as u64
+    }
+}
+
+/// The durable part of a client's session: what survives its connection when the session
+/// expiry interval allows.
+#[derive(Debug)]
+pub struct Session {
+    pub client_id: ClientId,
+    pub subscriptions: FxHashMap<TopicFilter, SubscriptionEntry>,
+    pub inflight: Inflight,
+    pub queue: Queue,
+    pub qos2: InboundQos2,
+    /// Seconds the session outlives its connection (0: ends with it).
+    pub expiry_interval_s: u32,
+    /// Set while no connection is attached: when the session ends.
+    pub expires_at: Option<Instant>,
+}
+
+impl Session {
+    pub fn new(client_id: ClientId, inflight_window: u16, queue: Queue) -> Session {
+        Session {
+            client_id,
+            subscriptions: FxHashMap::default(),
+            inflight: Inflight::new(inflight_window),
+            queue,
+            qos2: InboundQos2::default(),
+            expiry_interval_s: 0,
+            expires_at: None,
+        }
+    }
+
+    /// The connection went away at `now`: when does the session end?
+    pub fn detach(&mut self, now: Instant) {
+        self.expires_at = Some(now + Duration::from_secs(u64::from(self.expiry_interval_s)));
+    }
+
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::TopicName;
+    use bytes::Bytes;
+
+    fn message(expiry: Option<Instant>) -> Message {
+        Message {
+            publish: Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: false,
+                topic: TopicName::parse("a/b").expect("valid"),
+                packet_id: None,
+                properties: Default::default(),
+                payload: Bytes::from_static(b"x"),
+            },
+            expires_at: expiry,
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn remaining_expiry_rounds_up_and_expires_at_the_instant() {
+        let now = Instant::now();
+        let m = message(Some(now + Duration::from_millis(1500)));
+        assert_eq!(m.remaining_expiry_s(now), Some(2));
+        assert!(!m.is_expired(now + Duration::from_millis(1499)));
+        assert!(m.is_expired(now + Duration::from_millis(1500)));
+        assert_eq!(message(None).remaining_expiry_s(now), None);
+    }
+
+    #[test]
+    fn a_detached_session_expires_after_its_interval() {
+        let now = Instant::now();
+        let mut s = Session::new(ClientId::default(), 10, Queue::new(10, 100));
+        s.expiry_interval_s = 5;
+        assert!(!s.is_expired(now));
+        s.detach(now);
+        assert!(!s.is_expired(now + Duration::from_secs(4)));
+        assert!(s.is_expired(now + Duration::from_secs(5)));
+    }
+}

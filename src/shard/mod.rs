@@ -1,1 +1,28 @@
-//! Placeholder: filled in by its issue.
+//! The thread-per-core I/O runtime: one pinned glommio executor per shard, each accepting
+//! on every listener (SO_REUSEPORT), serving its connections, ticking its core, and
+//! talking to the other shards only through the [`crate::mesh`]. It performs the core's
+//! outputs and never parses MQTT itself.
+//!
+//! | file            | owns                                                         |
+//! |-----------------|--------------------------------------------------------------|
+//! | `start.rs`      | io_uring/memlock probes, executors, placement, tick, stop    |
+//! | `listener.rs`   | listening sockets, the accept loop, `max_connections`        |
+//! | `connection.rs` | one connection's read/write/close/hand-off task              |
+//! | `runtime.rs`    | a shard's live state; `pump`, the one place outputs happen   |
+//! | `transport.rs`  | the byte-pipe seam (TCP now; TLS, WebSocket later)           |
+//! | `core.rs`       | the `Core` trait the runtime drives (`ShardCore` implements) |
+
+mod connection;
+pub mod core;
+mod listener;
+mod runtime;
+pub mod start;
+pub mod transport;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::core::{Core, CoreOutput};
+pub use self::runtime::{Envelope, SCRATCH_BYTES};
+pub use self::start::{start, Running, RuntimeConfig, StartError, IO_MEMORY_BYTES, TICK};
+pub use self::transport::{TcpTransport, Transport};

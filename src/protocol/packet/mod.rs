@@ -8,7 +8,7 @@ pub mod subscribe;
 
 pub use connect::{ConnAck, Connect, Will};
 pub use disconnect::{Auth, Disconnect};
-pub use publish::{Ack, Publish};
+pub use publish::{Ack, Publish, PublishOverrides};
 pub use subscribe::{
     RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
@@ -74,4 +74,26 @@ impl Packet {
             Packet::Auth(_) => PacketType::Auth,
         }
     }
+}
+
+use crate::protocol::error::DecodeError;
+use crate::protocol::reason::{ReasonCode, ReasonContext};
+use crate::protocol::types::PacketId;
+use crate::protocol::wire::Reader;
+
+/// A packet identifier, refusing zero [MQTT-2.2.1-3].
+pub(crate) fn read_packet_id(reader: &mut Reader) -> Result<PacketId, DecodeError> {
+    PacketId::new(reader.u16("packet identifier")?).ok_or(DecodeError::ZeroPacketId)
+}
+
+/// An MQTT 5 reason code, refusing one the spec does not define for this packet.
+pub(crate) fn read_reason(
+    reader: &mut Reader,
+    context: ReasonContext,
+    packet_type: u8,
+) -> Result<ReasonCode, DecodeError> {
+    let code = reader.u8("reason code")?;
+    ReasonCode::from_code(code)
+        .filter(|reason| reason.valid_for(context))
+        .ok_or(DecodeError::InvalidReasonCode { packet_type, code })
 }

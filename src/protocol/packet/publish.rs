@@ -1,6 +1,6 @@
 //! PUBLISH and its acknowledgements PUBACK, PUBREC, PUBREL, PUBCOMP.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::protocol::properties::{AckProperties, PublishProperties};
 use crate::protocol::{PacketId, QoS, ReasonCode, TopicName};
@@ -38,5 +38,492 @@ impl Ack {
             reason_code: ReasonCode::Success,
             properties: AckProperties::default(),
         }
+    }
+}
+
+use std::num::{NonZeroU16, NonZeroU32};
+
+use crate::protocol::error::{DecodeError, EncodeError};
+use crate::protocol::frame::MAX_REMAINING_LENGTH;
+use crate::protocol::property_codec::{
+    read_properties, write_properties, write_publish_properties,
+};
+use crate::protocol::reason::ReasonContext;
+use crate::protocol::topic::TopicError;
+use crate::protocol::types::ProtocolVersion;
+use crate::protocol::wire::varint_len;
+use crate::protocol::wire::{scan, Counter, Reader, Sink};
+use bytestring::ByteString;
+
+use super::{read_packet_id, read_reason};
+
+const PUBLISH_TYPE: u8 = 3;
+const DUP: u8 = 0x08;
+const RETAIN: u8 = 0x01;
+
+/// What a delivery changes in a PUBLISH it forwards: encode the stored message with these
+/// instead of cloning it and editing the clone. The payload is appended once, unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishOverrides<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    /// `Some` exactly when `qos` is 1 or 2.
+    pub packet_id: Option<PacketId>,
+    /// MQTT 5: replaces the message's subscription identifiers.
+    pub subscription_identifiers: &'a [NonZeroU32],
+    /// MQTT 5: replaces the message's topic alias.
+    pub topic_alias: Option<NonZeroU16>,
+    /// MQTT 5: send an empty topic name, the receiver knowing it by `topic_alias`.
+    pub omit_topic: bool,
+}
+
+impl<'a> PublishOverrides<'a> {
+    /// The overrides that change nothing: `publish` encodes as it is.
+    pub fn unchanged(publish: &'a Publish) -> PublishOverrides<'a> {
+        PublishOverrides {
+            dup: publish.dup,
+            qos: publish.qos,
+            retain: publish.retain,
+            packet_id: publish.packet_id,
+            subscription_identifiers: &publish.properties.subscription_identifiers,
+            topic_alias: publish.properties.topic_alias,
+            omit_topic: publish.topic.is_empty(),
+        }
+    }
+}
+
+impl Publish {
+    #[inline]
+    pub(crate) fn decode(
+        flags: u8,
+        body: Bytes,
+        version: ProtocolVersion,
+    ) -> Result<Publish, DecodeError> {
+        let qos = QoS::from_bits((flags >> 1) & 0x03).ok_or(DecodeError::InvalidQoS)?;
+        let dup = flags & DUP != 0;
+        if dup && qos == QoS::AtMostOnce {
+            return Err(DecodeError::DupOnQoS0);
+        }
+        let mut reader = Reader::new(body);
+        let topic_raw = reader.binary("topic name")?;
+        let topic_scan = scan(&topic_raw);
+        if topic_scan.nul {
+            return Err(DecodeError::NullCharacter {
+                field: "topic name",
+            });
+        }
+        let topic_text = ByteString::try_from(topic_raw).map_err(|_| DecodeError::InvalidUtf8 {
+            field: "topic name",
+        })?;
+        let packet_id = if qos == QoS::AtMostOnce {
+            None
+        } else {
+            Some(read_packet_id(&mut reader)?)
+        };
+        let properties: PublishProperties = if version.is_v5() {
+            read_properties(&mut reader, PUBLISH_TYPE)?
+        } else {
+            PublishProperties::default()
+        };
+        // An empty name is allowed only when a topic alias stands in for it [MQTT-3.3.2-1].
+        let topic = if topic_text.is_empty() {
+            if properties.topic_alias.is_none() {
+                return Err(DecodeError::InvalidTopicName(TopicError::Empty));
+            }
+            TopicName::empty_for_alias()
+        } else if topic_scan.wildcard {
+            return Err(DecodeError::InvalidTopicName(TopicError::WildcardInName));
+        } else {
+            TopicName::from_checked(topic_text)
+        };
+        Ok(Publish {
+            dup,
+            qos,
+            retain: flags & RETAIN != 0,
+            topic,
+            packet_id,
+            properties,
+            payload: reader.rest(),
+        })
+    }
+
+    /// Appends this PUBLISH with `overrides` applied (the broker's delivery path: no clone).
+    pub fn encode_with(
+        &self,
+        version: ProtocolVersion,
+        overrides: &PublishOverrides<'_>,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        if overrides.qos == QoS::AtMostOnce && overrides.packet_id.is_some()
+            || overrides.qos != QoS::AtMostOnce && overrides.packet_id.is_none()
+        {
+            return Err(EncodeError::PacketIdMismatch);
+        }
+        let props_len = self.properties_len(version, overrides)?;
+        let body_len = self.body_len(version, overrides, props_len);
+        if body_len > MAX_REMAINING_LENGTH {
+            return Err(EncodeError::PacketTooLarge {
+                size_bytes: 1 + varint_len(body_len) + body_len,
+            });
+        }
+        buf.reserve(1 + varint_len(body_len) + body_len);
+        let mut first_byte = PUBLISH_TYPE << 4 | overrides.qos.bits() << 1;
+        if overrides.dup {
+            first_byte |= DUP;
+        }
+        if overrides.retain {
+            first_byte |= RETAIN;
+        }
+        buf.put_u8(first_byte);
+        buf.put_varint(body_len as u32);
+        self.write_body(version, overrides, props_len, buf);
+        Ok(())
+    }
+
+    /// Everything after the fixed header, given the already computed property length.
+    pub(crate) fn write_body<S: Sink>(
+        &self,
+        version: ProtocolVersion,
+        overrides: &PublishOverrides<'_>,
+        props_len: usize,
+        sink: &mut S,
+    ) {
+        let topic: &[u8] = if overrides.omit_topic {
+            &[]
+        } else {
+            self.topic.as_str().as_bytes()
+        };
+        sink.put_prefixed("topic name", topic);
+        if let Some(packet_id) = overrides.packet_id {
+            sink.put_u16(packet_id.get());
+        }
+        if version.is_v5() {
+            sink.put_varint(props_len as u32);
+            write_publish_properties(
+                &self.properties,
+                overrides.topic_alias,
+                overrides.subscription_identifiers,
+                sink,
+            );
+        }
+        sink.put_slice(&self.payload);
+    }
+
+    /// The exact number of bytes `encode_with` appends.
+    pub fn encoded_len_with(
+        &self,
+        version: ProtocolVersion,
+        overrides: &PublishOverrides<'_>,
+    ) -> usize {
+        let props_len = self.properties_len(version, overrides).unwrap_or(0);
+        let body_len = self.body_len(version, overrides, props_len);
+        1 + varint_len(body_len) + body_len
+    }
+
+    pub(crate) fn properties_len(
+        &self,
+        version: ProtocolVersion,
+        overrides: &PublishOverrides<'_>,
+    ) -> Result<usize, EncodeError> {
+        if !version.is_v5() {
+            return Ok(0);
+        }
+        let mut counter = Counter::default();
+        write_publish_properties(
+            &self.properties,
+            overrides.topic_alias,
+            overrides.subscription_identifiers,
+            &mut counter,
+        );
+        match counter.error {
+            Some(error) => Err(error),
+            None => Ok(counter.len),
+        }
+    }
+
+    fn body_len(
+        &self,
+        version: ProtocolVersion,
+        overrides: &PublishOverrides<'_>,
+        props_len: usize,
+    ) -> usize {
+        let topic_len = if overrides.omit_topic {
+            0
+        } else {
+            self.topic.len()
+        };
+        let id_len = if overrides.packet_id.is_some() { 2 } else { 0 };
+        let props = if version.is_v5() {
+            varint_len(props_len) + props_len
+        } else {
+            0
+        };
+        2 + topic_len + id_len + props + self.payload.len()
+    }
+}
+
+impl Ack {
+    /// Decodes PUBACK, PUBREC, PUBREL or PUBCOMP (`packet_type` 4 to 7).
+    pub(crate) fn decode(
+        packet_type: u8,
+        context: ReasonContext,
+        body: Bytes,
+        version: ProtocolVersion,
+    ) -> Result<Ack, DecodeError> {
+        let mut reader = Reader::new(body);
+        let packet_id = read_packet_id(&mut reader)?;
+        let mut ack = Ack::success(packet_id);
+        // MQTT 5 short forms: length 2 means Success, length 3 a reason without properties.
+        if version.is_v5() && !reader.is_empty() {
+            ack.reason_code = read_reason(&mut reader, context, packet_type)?;
+            if !reader.is_empty() {
+                ack.properties = read_properties(&mut reader, packet_type)?;
+            }
+        }
+        reader.finish()?;
+        Ok(ack)
+    }
+
+    pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) {
+        sink.put_u16(self.packet_id.get());
+        if !version.is_v5() {
+            return;
+        }
+        let no_properties = self.properties.is_empty();
+        if self.reason_code == ReasonCode::Success && no_properties {
+            return;
+        }
+        sink.put_u8(self.reason_code.code());
+        if !no_properties {
+            write_properties(&self.properties, sink);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codec::test_support::{assert_encodes_to, decode_one, round_trip};
+    use crate::protocol::Packet;
+
+    const V4: Option<ProtocolVersion> = Some(ProtocolVersion::V3_1_1);
+    const V5: Option<ProtocolVersion> = Some(ProtocolVersion::V5);
+
+    fn publish_of(packet: Packet) -> Publish {
+        match packet {
+            Packet::Publish(publish) => publish,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn v311_qos1_publish() {
+        let frame = [
+            0x32, 0x0A, // PUBLISH QoS 1, remaining length 10
+            0x00, 0x03, b'a', b'/', b'b', // topic "a/b"
+            0x00, 0x07, // packet id 7
+            b'h', b'e', b'y', // payload
+        ];
+        let publish = publish_of(round_trip(&frame, ProtocolVersion::V3_1_1));
+        assert_eq!(publish.topic.as_str(), "a/b");
+        assert_eq!(publish.qos, QoS::AtLeastOnce);
+        assert_eq!(publish.packet_id, PacketId::new(7));
+        assert_eq!(&publish.payload[..], b"hey");
+        assert!(!publish.dup && !publish.retain);
+    }
+
+    #[test]
+    fn v5_publish_by_alias_has_an_empty_topic() {
+        let frame = [
+            0x31, 0x07, // PUBLISH QoS 0 retain, remaining length 7
+            0x00, 0x00, // topic "" (named by alias)
+            0x03, 0x23, 0x00, 0x05, // properties: topic alias 5
+            b'x', // payload
+        ];
+        let publish = publish_of(round_trip(&frame, ProtocolVersion::V5));
+        assert!(publish.topic.is_empty());
+        assert!(publish.retain);
+        assert_eq!(publish.properties.topic_alias, NonZeroU16::new(5));
+    }
+
+    #[test]
+    fn empty_topic_without_alias_is_refused() {
+        let frame = [
+            0x30, 0x03, // PUBLISH QoS 0, remaining length 3
+            0x00, 0x00, // topic ""
+            0x00, // no properties
+        ];
+        assert_eq!(
+            decode_one(&frame, V5),
+            Err(DecodeError::InvalidTopicName(TopicError::Empty))
+        );
+    }
+
+    #[test]
+    fn v5_publish_with_every_message_property() {
+        let frame = [
+            0x3D, 0x2A, // PUBLISH DUP QoS 2 retain, remaining length 42
+            0x00, 0x01, b't', // topic "t"
+            0x01, 0x00, // packet id 256
+            0x23, // property length 35
+            0x01, 0x01, // payload format indicator: UTF-8
+            0x02, 0x00, 0x00, 0x00, 0x1E, // message expiry 30 s
+            0x08, 0x00, 0x01, b'r', // response topic "r"
+            0x09, 0x00, 0x02, 0xCA, 0xFE, // correlation data
+            0x26, 0x00, 0x01, b'k', 0x00, 0x01, b'v', // user property k=v
+            0x0B, 0x01, // subscription identifier 1
+            0x0B, 0x80, 0x01, // subscription identifier 128
+            0x03, 0x00, 0x04, b't', b'e', b'x', b't', // content type "text"
+            b'!', // payload
+        ];
+        let publish = publish_of(round_trip(&frame, ProtocolVersion::V5));
+        let props = &publish.properties;
+        assert_eq!(props.payload_format_indicator, Some(true));
+        assert_eq!(props.message_expiry_interval_s, Some(30));
+        assert_eq!(
+            props.response_topic.as_ref().map(TopicName::as_str),
+            Some("r")
+        );
+        assert_eq!(props.correlation_data.as_deref(), Some(&[0xCA, 0xFE][..]));
+        assert_eq!(props.user_properties.len(), 1);
+        assert_eq!(
+            props.subscription_identifiers,
+            vec![NonZeroU32::MIN, NonZeroU32::new(128).expect("nonzero")]
+        );
+        assert_eq!(props.content_type.as_deref(), Some("text"));
+        assert_eq!(publish.packet_id, PacketId::new(256));
+    }
+
+    #[test]
+    fn encode_with_overrides_delivery_fields_without_a_clone() {
+        let frame = [
+            0x30, 0x07, // PUBLISH QoS 0, remaining length 7
+            0x00, 0x03, b'a', b'/', b'b', // topic "a/b"
+            0x00, // no properties
+            b'x', // payload
+        ];
+        let publish = publish_of(round_trip(&frame, ProtocolVersion::V5));
+        let ids = [NonZeroU32::new(3).expect("nonzero")];
+        let overrides = PublishOverrides {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            packet_id: PacketId::new(9),
+            subscription_identifiers: &ids,
+            topic_alias: NonZeroU16::new(2),
+            omit_topic: false,
+        };
+        let expected = [
+            0x33, 0x0E, // PUBLISH QoS 1 retain, remaining length 14
+            0x00, 0x03, b'a', b'/', b'b', // topic "a/b"
+            0x00, 0x09, // packet id 9
+            0x05, 0x23, 0x00, 0x02, 0x0B, 0x03, // properties: alias 2, subscription id 3
+            b'x', // payload
+        ];
+        let mut buf = BytesMut::new();
+        publish
+            .encode_with(ProtocolVersion::V5, &overrides, &mut buf)
+            .expect("valid overrides");
+        assert_eq!(&buf[..], &expected);
+        assert_eq!(
+            publish.encoded_len_with(ProtocolVersion::V5, &overrides),
+            expected.len()
+        );
+        // Once the alias is known the topic can be left out; 3.1.1 drops properties.
+        let by_alias = PublishOverrides {
+            omit_topic: true,
+            ..overrides
+        };
+        let mut buf = BytesMut::new();
+        publish
+            .encode_with(ProtocolVersion::V5, &by_alias, &mut buf)
+            .expect("valid overrides");
+        assert_eq!(&buf[..4], &[0x33, 0x0B, 0x00, 0x00]);
+        let mut buf = BytesMut::new();
+        publish
+            .encode_with(ProtocolVersion::V3_1_1, &overrides, &mut buf)
+            .expect("valid overrides");
+        assert_eq!(
+            &buf[..],
+            &[0x33, 0x08, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x09, b'x']
+        );
+    }
+
+    #[test]
+    fn qos_and_packet_id_must_agree_when_encoding() {
+        let publish = publish_of(
+            decode_one(&[0x30, 0x04, 0x00, 0x01, b't', b'x'], V4).expect("valid publish"),
+        );
+        let overrides = PublishOverrides {
+            qos: QoS::AtLeastOnce,
+            ..PublishOverrides::unchanged(&publish)
+        };
+        assert_eq!(
+            publish.encode_with(ProtocolVersion::V3_1_1, &overrides, &mut BytesMut::new()),
+            Err(EncodeError::PacketIdMismatch)
+        );
+        // A subscription identifier above 268,435,455 has no variable-byte-integer form.
+        let too_big = [NonZeroU32::new(1 << 28).expect("nonzero")];
+        let overrides = PublishOverrides {
+            subscription_identifiers: &too_big,
+            ..PublishOverrides::unchanged(&publish)
+        };
+        assert_eq!(
+            publish.encode_with(ProtocolVersion::V5, &overrides, &mut BytesMut::new()),
+            Err(EncodeError::FieldTooLong {
+                field: "variable byte integer"
+            })
+        );
+    }
+
+    #[test]
+    fn acks_v3_and_v5_short_forms() {
+        let id = PacketId::new(7).expect("nonzero");
+        // PUBACK 7 in 3.1.1.
+        assert_eq!(
+            round_trip(&[0x40, 0x02, 0x00, 0x07], ProtocolVersion::V3_1_1),
+            Packet::PubAck(Ack::success(id))
+        );
+        // PUBREL must carry flags 0b0010.
+        assert_eq!(
+            round_trip(&[0x62, 0x02, 0x00, 0x07], ProtocolVersion::V3_1_1),
+            Packet::PubRel(Ack::success(id))
+        );
+        // v5 length 2: Success.
+        assert_eq!(
+            round_trip(&[0x70, 0x02, 0x00, 0x07], ProtocolVersion::V5),
+            Packet::PubComp(Ack::success(id))
+        );
+        // v5 length 3: PUBREC with "no matching subscribers", no properties.
+        let Packet::PubRec(ack) = round_trip(&[0x50, 0x03, 0x00, 0x07, 0x10], ProtocolVersion::V5)
+        else {
+            panic!("expected PUBREC");
+        };
+        assert_eq!(ack.reason_code, ReasonCode::NoMatchingSubscribers);
+        // v5 length 4 with empty properties decodes, and encodes back in the short form.
+        let packet = decode_one(&[0x40, 0x04, 0x00, 0x07, 0x10, 0x00], V5).expect("valid");
+        assert_encodes_to(
+            &packet,
+            ProtocolVersion::V5,
+            &[0x40, 0x03, 0x00, 0x07, 0x10],
+        );
+        // v5 with a reason string.
+        let frame = [
+            0x40, 0x08, // PUBACK, remaining length 8
+            0x00, 0x07, // packet id 7
+            0x87, // not authorized
+            0x04, 0x1F, 0x00, 0x01, b'n', // properties: reason string "n"
+        ];
+        let Packet::PubAck(ack) = round_trip(&frame, ProtocolVersion::V5) else {
+            panic!("expected PUBACK");
+        };
+        assert_eq!(ack.properties.reason_string.as_deref(), Some("n"));
+        // 3.1.1 drops reason and properties.
+        assert_encodes_to(
+            &Packet::PubAck(ack),
+            ProtocolVersion::V3_1_1,
+            &[0x40, 0x02, 0x00, 0x07],
+        );
     }
 }

@@ -1,0 +1,301 @@
+//! CONNECT and CONNACK: client-id rules, hand-off to the home shard, authentication, the
+//! takeover of a client id, and creating or resuming the session.
+
+use std::num::{NonZeroU16, NonZeroU32};
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::protocol::{
+    ClientId, ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, ReasonCode,
+};
+use crate::router::home_shard;
+use crate::session::{InboundAliases, Keepalive, Queue, Session, SessionKey};
+
+use super::auth::Access;
+use super::conn::Phase;
+use super::{Client, ConnId, DurableChange, Output, ShardCore};
+
+/// MQTT 3.1 allows client ids of 1 to 23 bytes [MQTT 3.1 §3.1].
+const V3_1_CLIENT_ID_MAX_BYTES: usize = 23;
+/// The largest value of the MQTT 5 Maximum Packet Size property is the protocol's limit.
+const PROTOCOL_MAX_PACKET_BYTES: u32 = 268_435_460;
+
+impl ShardCore {
+    pub(super) fn on_connect(
+        &mut self,
+        conn: ConnId,
+        connect: Connect,
+        received: BytesMut,
+        now: Instant,
+    ) {
+        let version = connect.protocol_version;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.version = Some(version);
+        }
+        if let Err(reason) = self.check_client_id(&connect) {
+            return self.refuse(conn, reason);
+        }
+        if !connect.client_id.is_empty() {
+            let home = home_shard(connect.client_id.as_str(), self.shard_count);
+            if home != self.shard {
+                // The home shard sees this client's bytes from the start, in order.
+                self.conns.remove(&conn);
+                self.stats.connections_current -= 1;
+                self.stats.hand_offs_count += 1;
+                self.outputs.push_back(Output::HandOff {
+                    conn,
+                    to: home,
+                    received,
+                });
+                return;
+            }
+        }
+        if version.is_v5() && connect.properties.authentication_method.is_some() {
+            // No enhanced authentication method is supported.
+            return self.refuse(conn, ReasonCode::BadAuthenticationMethod);
+        }
+        if let Err(reason) = self.authorizer.authorize(Access::Connect(&connect)) {
+            self.stats.not_authorized_count += 1;
+            return self.refuse(conn, reason);
+        }
+        if let Some(will) = &connect.will {
+            if will.retain && !self.config.retain_available {
+                return self.refuse(conn, ReasonCode::RetainNotSupported);
+            }
+            if !self.topic_within_limits(will.topic.as_str()) {
+                self.stats.topic_limit_refused_count += 1;
+                return self.refuse(conn, ReasonCode::TopicNameInvalid);
+            }
+        }
+        self.accept(conn, connect, now);
+    }
+
+    fn check_client_id(&self, connect: &Connect) -> Result<(), ReasonCode> {
+        let id = &connect.client_id;
+        match connect.protocol_version {
+            ProtocolVersion::V3_1 if id.is_empty() || id.len() > V3_1_CLIENT_ID_MAX_BYTES => {
+                Err(ReasonCode::ClientIdentifierNotValid)
+            }
+            // 3.1.1: an empty id needs a clean session [MQTT-3.1.3-8].
+            ProtocolVersion::V3_1_1 if id.is_empty() && !connect.clean_start => {
+                Err(ReasonCode::ClientIdentifierNotValid)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// CONNACK with an error, then close: no will, no DISCONNECT.
+    fn refuse(&mut self, conn: ConnId, reason: ReasonCode) {
+        self.stats.connects_refused_count += 1;
+        tracing::debug!(?conn, %reason, "CONNECT refused");
+        self.send(
+            conn,
+            &Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason_code: reason,
+                properties: ConnAckProperties::default(),
+            }),
+        );
+        self.close_now(conn);
+    }
+
+    fn accept(&mut self, conn: ConnId, mut connect: Connect, now: Instant) {
+        let version = connect.protocol_version;
+        let assigned = connect.client_id.is_empty();
+        if assigned {
+            connect.client_id = self.assign_client_id();
+        }
+        let limits = &self.config.limits;
+        let expiry_max = limits.session_expiry_max_s;
+        let requested_expiry = if version.is_v5() {
+            connect.properties.session_expiry_interval_s.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            // A 3.x persistent session has no expiry of its own: the broker's cap applies.
+            expiry_max
+        };
+        let expiry_s = requested_expiry.min(expiry_max);
+        let max_keepalive = limits.max_keepalive_s;
+        // MQTT 5: a keep alive above the maximum (or none at all, when a maximum is
+        // configured) is answered with the maximum as Server Keep Alive.
+        let server_keep_alive = (version.is_v5()
+            && (connect.keep_alive_s > max_keepalive
+                || (connect.keep_alive_s == 0 && max_keepalive < u16::MAX)))
+            .then_some(max_keepalive);
+        let keep_alive_s = server_keep_alive.unwrap_or(connect.keep_alive_s);
+        let window = connect
+            .properties
+            .receive_maximum
+            .map_or(u16::MAX, NonZeroU16::get)
+            .min(limits.max_inflight_messages);
+
+        if let Some(&old) = self.by_client_id.get(&connect.client_id) {
+            self.take_over(old, now);
+        }
+        let (key, session_present) = self.attach_session(&connect, window, expiry_s);
+
+        let max_topic_alias = if version.is_v5() {
+            self.config.limits.max_topic_alias
+        } else {
+            0
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.phase = Phase::Connected;
+            c.client = Some(key);
+            c.keepalive = Keepalive::new(keep_alive_s, now);
+            c.aliases = InboundAliases::new(max_topic_alias);
+            c.max_packet_bytes = connect
+                .properties
+                .maximum_packet_size_bytes
+                .map_or(u32::MAX, NonZeroU32::get);
+            c.will = connect.will.take();
+        }
+        if let Some(client) = self.clients.get_mut(&key) {
+            client.conn = Some(conn);
+        }
+        if self.conns.get(&conn).is_some_and(|c| c.will.is_some()) {
+            self.record(DurableChange::WillSet { session: key });
+        }
+        let properties = if version.is_v5() {
+            self.connack_properties(
+                assigned.then(|| connect.client_id.clone()),
+                (requested_expiry > expiry_max).then_some(expiry_s),
+                server_keep_alive,
+            )
+        } else {
+            ConnAckProperties::default()
+        };
+        self.send(
+            conn,
+            &Packet::ConnAck(ConnAck {
+                session_present,
+                reason_code: ReasonCode::Success,
+                properties,
+            }),
+        );
+        tracing::debug!(?conn, client_id = %connect.client_id, session_present, "connected");
+        if session_present {
+            self.resume(key, conn, now);
+        }
+    }
+
+    /// Another connection holds this client id: close it (its will follows the spec's
+    /// rules: sent now unless the new connection resumes the session within the delay).
+    fn take_over(&mut self, key: SessionKey, now: Instant) {
+        let Some(old) = self.clients.get(&key).and_then(|c| c.conn) else {
+            return;
+        };
+        self.stats.takeovers_count += 1;
+        self.end_connection(old, Some(ReasonCode::SessionTakenOver), true, now);
+        self.close_now(old);
+    }
+
+    /// Creates the session, or resumes the existing one unless Clean Start discards it.
+    /// Returns its key and whether a session was present.
+    fn attach_session(
+        &mut self,
+        connect: &Connect,
+        window: u16,
+        expiry_s: u32,
+    ) -> (SessionKey, bool) {
+        let existing = self.by_client_id.get(&connect.client_id).copied();
+        if let Some(key) = existing {
+            if connect.clean_start {
+                self.end_session(key, self.last_now);
+            } else if let Some(client) = self.clients.get_mut(&key) {
+                client.session.inflight.set_window(window);
+                client.session.expiry_interval_s = expiry_s;
+                client.session.expires_at = None;
+                // Resuming the session in time cancels a delayed will [MQTT-3.1.3-9].
+                self.pending_wills.retain(|w| w.session != key);
+                return (key, true);
+            }
+        }
+        let key = SessionKey(self.next_session);
+        self.next_session += 1;
+        let limits = &self.config.limits;
+        let mut session = Session::new(
+            connect.client_id.clone(),
+            window,
+            Queue::new(limits.max_queued_messages, limits.max_queued_bytes),
+        );
+        session.expiry_interval_s = expiry_s;
+        self.clients.insert(
+            key,
+            Client {
+                session,
+                conn: None,
+            },
+        );
+        self.by_client_id.insert(connect.client_id.clone(), key);
+        self.record(DurableChange::SessionCreated { session: key });
+        (key, false)
+    }
+
+    fn connack_properties(
+        &self,
+        assigned: Option<ClientId>,
+        session_expiry_s: Option<u32>,
+        server_keep_alive_s: Option<u16>,
+    ) -> ConnAckProperties {
+        let limits = &self.config.limits;
+        ConnAckProperties {
+            session_expiry_interval_s: session_expiry_s,
+            receive_maximum: NonZeroU16::new(limits.receive_maximum)
+                .filter(|max| max.get() < u16::MAX),
+            maximum_packet_size_bytes: NonZeroU32::new(limits.max_packet_size_bytes)
+                .filter(|max| max.get() < PROTOCOL_MAX_PACKET_BYTES),
+            assigned_client_identifier: assigned.map(|id| id.as_byte_string().clone()),
+            topic_alias_maximum: Some(limits.max_topic_alias).filter(|max| *max > 0),
+            retain_available: (!self.config.retain_available).then_some(false),
+            server_keep_alive_s,
+            ..ConnAckProperties::default()
+        }
+    }
+
+    /// An id for a client that sent none, chosen so that its home is this shard.
+    fn assign_client_id(&mut self) -> ClientId {
+        loop {
+            self.next_assigned_id += 1;
+            let id = format!("culex-{}-{:x}", self.shard.0, self.next_assigned_id);
+            if home_shard(&id, self.shard_count) == self.shard {
+                return ClientId::new(id).expect("a generated id holds no U+0000");
+            }
+        }
+    }
+
+    pub(super) fn topic_within_limits(&self, topic: &str) -> bool {
+        let limits = &self.config.limits;
+        topic.len() <= usize::from(limits.max_topic_length_bytes)
+            && topic.split('/').count() <= usize::from(limits.max_topic_levels)
+    }
+
+    /// Client DISCONNECT: the will is discarded unless reason 0x04 asks for it.
+    pub(super) fn on_disconnect(
+        &mut self,
+        conn: ConnId,
+        disconnect: crate::protocol::Disconnect,
+        now: Instant,
+    ) {
+        let key = self.conns.get(&conn).and_then(|c| c.client);
+        if let (Some(key), Some(expiry)) = (key, disconnect.properties.session_expiry_interval_s) {
+            let current = self
+                .clients
+                .get(&key)
+                .map_or(0, |c| c.session.expiry_interval_s);
+            // A session that ends with its connection cannot be prolonged [MQTT-3.14.2-2].
+            if current == 0 && expiry != 0 {
+                return self.protocol_error(conn, ReasonCode::ProtocolError, now);
+            }
+            let expiry = expiry.min(self.config.limits.session_expiry_max_s);
+            if let Some(client) = self.clients.get_mut(&key) {
+                client.session.expiry_interval_s = expiry;
+            }
+        }
+        let keep_will = disconnect.reason_code == ReasonCode::DisconnectWithWillMessage;
+        self.end_connection(conn, None, keep_will, now);
+        self.close_now(conn);
+    }
+}

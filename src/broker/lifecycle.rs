@@ -1,0 +1,241 @@
+//! How connections and sessions end: closing (with DISCONNECT for MQTT 5 where the spec
+//! asks), wills (now or after their delay), session expiry, the periodic sweep, shutdown,
+//! and the mesh messages other shards send.
+
+use std::time::Instant;
+
+use crate::protocol::{DecodeError, Disconnect, Packet, ReasonCode};
+use crate::session::{will::will_message, will_due_at, PendingWill, SessionKey};
+
+use super::conn::Phase;
+use super::{ConnId, DurableChange, MeshMessage, Output, ShardCore};
+
+/// The CONNACK a 3.x server sends for a protocol level it does not speak: return code 1.
+const CONNACK_UNACCEPTABLE_PROTOCOL: [u8; 4] = [0x20, 0x02, 0x00, 0x01];
+
+impl ShardCore {
+    pub(super) fn decode_failed(&mut self, conn: ConnId, error: DecodeError, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let reason = error.reason_code();
+        tracing::debug!(?conn, %error, "bad packet; closing the connection");
+        if matches!(c.phase, Phase::AwaitingConnect { .. }) {
+            if let DecodeError::UnsupportedProtocolVersion(_) = error {
+                c.out.extend_from_slice(&CONNACK_UNACCEPTABLE_PROTOCOL);
+                self.stats.connects_refused_count += 1;
+            } else {
+                self.stats.malformed_packets_count += 1;
+            }
+            return self.close_now(conn);
+        }
+        if reason == ReasonCode::MalformedPacket {
+            self.stats.malformed_packets_count += 1;
+        } else {
+            self.stats.protocol_errors_count += 1;
+        }
+        self.end_connection(conn, Some(reason), true, now);
+        self.close_now(conn);
+    }
+
+    /// A protocol violation by the peer: DISCONNECT `reason` (MQTT 5), will, close.
+    pub(super) fn protocol_error(&mut self, conn: ConnId, reason: ReasonCode, now: Instant) {
+        tracing::debug!(?conn, %reason, "protocol violation; closing the connection");
+        self.stats.protocol_errors_count += 1;
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.phase, Phase::AwaitingConnect { .. }))
+        {
+            return self.close_now(conn);
+        }
+        self.end_connection(conn, Some(reason), true, now);
+        self.close_now(conn);
+    }
+
+    /// The connection ends: DISCONNECT `reason` to an MQTT 5 client if given, the will if
+    /// `publish_will`, and the session detached (ended if its expiry is 0).
+    pub(super) fn end_connection(
+        &mut self,
+        conn: ConnId,
+        reason: Option<ReasonCode>,
+        publish_will: bool,
+        now: Instant,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.phase != Phase::Connected {
+            return;
+        }
+        if let (Some(reason), true) = (reason, c.is_v5()) {
+            c.write(&Packet::Disconnect(Disconnect::new(reason)));
+        }
+        c.phase = Phase::Closing;
+        let will = c.will.take();
+        let Some(key) = c.client else {
+            return;
+        };
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        if client.conn == Some(conn) {
+            client.conn = None;
+        }
+        client.session.detach(now);
+        let expiry_s = client.session.expiry_interval_s;
+        if let (Some(will), true) = (will, publish_will) {
+            let delay_s = will.properties.will_delay_interval_s.unwrap_or(0);
+            let due = will_due_at(delay_s, expiry_s, now);
+            if due <= now {
+                self.publish_will(&will, now);
+            } else {
+                self.pending_wills.push(PendingWill {
+                    session: key,
+                    will,
+                    due,
+                });
+            }
+        }
+        if expiry_s == 0 {
+            self.end_session(key, Some(now));
+        }
+    }
+
+    fn publish_will(&mut self, will: &crate::protocol::Will, now: Instant) {
+        self.stats.wills_published_count += 1;
+        self.publish_message(will_message(will, now), now);
+    }
+
+    /// Emits `Close`; the connection is forgotten when `take_outgoing` collects its last
+    /// bytes.
+    pub(super) fn close_now(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.phase = Phase::Closing;
+        self.outputs.push_back(Output::Close { conn });
+    }
+
+    pub(super) fn forget_conn(&mut self, conn: ConnId) {
+        if self.conns.remove(&conn).is_some() {
+            self.stats.connections_current -= 1;
+        }
+    }
+
+    /// The session ends: its subscriptions leave the trie, a pending will is published.
+    pub(super) fn end_session(&mut self, key: SessionKey, now: Option<Instant>) {
+        let Some(client) = self.clients.remove(&key) else {
+            return;
+        };
+        if self.by_client_id.get(&client.session.client_id) == Some(&key) {
+            self.by_client_id.remove(&client.session.client_id);
+        }
+        // Re-insert briefly so unsubscribe_one can find the filters it removes.
+        let filters: Vec<_> = client.session.subscriptions.keys().cloned().collect();
+        self.clients.insert(key, client);
+        for filter in &filters {
+            self.unsubscribe_one(key, filter);
+        }
+        self.clients.remove(&key);
+        self.record(DurableChange::SessionEnded { session: key });
+        if let Some(now) = now {
+            let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_wills)
+                .into_iter()
+                .partition(|w| w.session == key);
+            self.pending_wills = rest;
+            for pending in due {
+                self.publish_will(&pending.will, now);
+            }
+        }
+    }
+
+    pub(super) fn sweep(&mut self, now: Instant) {
+        let mut timed_out = Vec::new();
+        let mut silent = Vec::new();
+        for (id, c) in &self.conns {
+            match c.phase {
+                Phase::AwaitingConnect { deadline } if now >= deadline => timed_out.push(*id),
+                Phase::Connected if c.keepalive.expired(now) => silent.push(*id),
+                _ => {}
+            }
+        }
+        for conn in timed_out {
+            self.stats.connect_timeouts_count += 1;
+            self.close_now(conn);
+        }
+        for conn in silent {
+            self.stats.keepalive_timeouts_count += 1;
+            tracing::debug!(?conn, "keep alive timed out");
+            self.end_connection(conn, Some(ReasonCode::KeepAliveTimeout), true, now);
+            self.close_now(conn);
+        }
+        let expired: Vec<SessionKey> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.conn.is_none() && c.session.is_expired(now))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in expired {
+            self.stats.sessions_expired_count += 1;
+            self.end_session(key, Some(now));
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_wills)
+            .into_iter()
+            .partition(|w| w.due <= now);
+        self.pending_wills = rest;
+        for pending in due {
+            self.publish_will(&pending.will, now);
+        }
+        self.retained.remove_expired(now);
+    }
+
+    pub(super) fn shut_down(&mut self, now: Instant) {
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            let closing = self.conns.get(&conn).map(|c| c.phase);
+            match closing {
+                Some(Phase::Closing) | None => {}
+                Some(_) => {
+                    self.end_connection(conn, Some(ReasonCode::ServerShuttingDown), true, now);
+                    self.close_now(conn);
+                }
+            }
+        }
+        for pending in std::mem::take(&mut self.pending_wills) {
+            self.publish_will(&pending.will, now);
+        }
+    }
+
+    pub(super) fn on_mesh(&mut self, from: crate::router::ShardId, msg: MeshMessage, now: Instant) {
+        match msg {
+            MeshMessage::Nop => {}
+            MeshMessage::Route { filter, count } => self.trie.set_remote(&filter, from, count),
+            MeshMessage::Publish { message } => {
+                let mut matches = std::mem::take(&mut self.matches);
+                self.trie.route_local(&message.publish.topic, &mut matches);
+                self.deliver_local(&message, &mut matches.local, now);
+                self.matches = matches;
+            }
+            MeshMessage::SharedPublish { filter, message } => {
+                match self.trie.pick_shared_member(&filter) {
+                    Some((key, entry)) => self.deliver_to(key, &message, &[entry], false, now),
+                    None => self.stats.shared_undeliverable_count += 1,
+                }
+            }
+            MeshMessage::RetainedSet { message } => self.set_retained(*message),
+            MeshMessage::RetainedQuery { query, filter } => {
+                let mut messages = Vec::new();
+                self.retained.matching(&filter, now, &mut messages);
+                self.outputs.push_back(Output::Mesh {
+                    to: from,
+                    msg: MeshMessage::RetainedReply { query, messages },
+                });
+            }
+            MeshMessage::RetainedReply { query, messages } => {
+                self.on_retained_reply(query, messages, now)
+            }
+        }
+    }
+}

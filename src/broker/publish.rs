@@ -1,0 +1,570 @@
+//! PUBLISH in both directions: an inbound message is checked (topic alias, limits, retain,
+//! authorization, Receive Maximum), acknowledged by its QoS flow, stored if retained and
+//! routed (locally, one copy per interested shard, one member per shared group); an
+//! outbound delivery goes through the session's inflight window and queue into the
+//! connection's buffer, bounded by `max_outgoing_bytes` and the client's Maximum Packet Size.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::protocol::{Ack, Packet, PacketId, Publish, PublishOverrides, QoS, ReasonCode};
+use crate::router::{retained_owner, RetainedMessage, SharedTarget, SubscriptionEntry};
+use crate::session::{Delivery, Enqueued, InflightState, Message, SessionKey};
+
+use super::conn::{Conn, Phase};
+use super::{Access, ConnId, DurableChange, MeshMessage, Output, ShardCore};
+
+/// Why a delivery was not written.
+enum WriteRefused {
+    TooLarge,
+    Expired,
+}
+
+impl ShardCore {
+    pub(super) fn on_publish(&mut self, conn: ConnId, mut publish: Publish, now: Instant) {
+        self.stats.messages_received_count += 1;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(key) = c.client else {
+            return;
+        };
+        let v5 = c.is_v5();
+        if v5 {
+            match c
+                .aliases
+                .resolve(&publish.topic, publish.properties.topic_alias)
+            {
+                Ok(topic) => publish.topic = topic,
+                Err(error) => {
+                    self.stats.topic_alias_errors_count += 1;
+                    return self.protocol_error(conn, error.reason_code(), now);
+                }
+            }
+            publish.properties.topic_alias = None;
+        } else if publish.topic.is_empty() {
+            return self.protocol_error(conn, ReasonCode::TopicNameInvalid, now);
+        }
+        if !self.topic_within_limits(publish.topic.as_str()) {
+            self.stats.topic_limit_refused_count += 1;
+            return self.protocol_error(conn, ReasonCode::TopicNameInvalid, now);
+        }
+        if publish.retain && !self.config.retain_available {
+            return self.protocol_error(conn, ReasonCode::RetainNotSupported, now);
+        }
+        let authorized = match self.clients.get(&key) {
+            Some(client) => self.authorizer.authorize(Access::Publish {
+                client_id: &client.session.client_id,
+                topic: &publish.topic,
+            }),
+            None => return,
+        };
+        let packet_id = publish.packet_id;
+        let qos = publish.qos;
+        // QoS 2 re-sent while awaiting PUBREL: acknowledge again, never route twice.
+        if let (QoS::ExactlyOnce, Some(id)) = (qos, packet_id) {
+            let Some(client) = self.clients.get_mut(&key) else {
+                return;
+            };
+            if client.session.qos2.contains(id) {
+                return self.send_ack(conn, Packet::PubRec, id, ReasonCode::Success);
+            }
+            if v5 && client.session.qos2.len() >= usize::from(self.config.limits.receive_maximum) {
+                self.stats.receive_maximum_exceeded_count += 1;
+                return self.protocol_error(conn, ReasonCode::ReceiveMaximumExceeded, now);
+            }
+        }
+        let reason = match authorized {
+            Ok(()) => {
+                self.route_inbound(key, publish, now);
+                ReasonCode::Success
+            }
+            Err(reason) => {
+                self.stats.not_authorized_count += 1;
+                reason
+            }
+        };
+        match (qos, packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.send_ack(conn, Packet::PubAck, id, reason),
+            (QoS::ExactlyOnce, Some(id)) => {
+                if reason == ReasonCode::Success {
+                    if let Some(client) = self.clients.get_mut(&key) {
+                        client.session.qos2.receive(id);
+                    }
+                    self.record(DurableChange::InboundQos2 {
+                        session: key,
+                        packet_id: id,
+                    });
+                }
+                self.send_ack(conn, Packet::PubRec, id, reason)
+            }
+            _ => {}
+        }
+    }
+
+    fn route_inbound(&mut self, key: SessionKey, mut publish: Publish, now: Instant) {
+        let expires_at = Message::expiry_from(publish.properties.message_expiry_interval_s, now);
+        publish.dup = false;
+        publish.packet_id = None;
+        publish.properties.subscription_identifiers.clear();
+        let message = Arc::new(Message {
+            publish,
+            expires_at,
+            origin: Some(key),
+        });
+        self.publish_message(message, now);
+    }
+
+    /// A message from a client on this shard (or a will): retain it, then route it.
+    pub(super) fn publish_message(&mut self, message: Arc<Message>, now: Instant) {
+        if message.publish.retain {
+            self.store_retained(&message);
+        }
+        let mut matches = std::mem::take(&mut self.matches);
+        self.trie.route(&message.publish.topic, &mut matches);
+        for shard in matches.remote.iter() {
+            self.outputs.push_back(Output::Mesh {
+                to: shard,
+                msg: MeshMessage::Publish {
+                    message: Arc::clone(&message),
+                },
+            });
+        }
+        for shared in matches.shared.drain(..) {
+            match shared.target {
+                SharedTarget::Local(key, entry) => {
+                    self.deliver_to(key, &message, &[entry], false, now)
+                }
+                SharedTarget::Remote(shard) => self.outputs.push_back(Output::Mesh {
+                    to: shard,
+                    msg: MeshMessage::SharedPublish {
+                        filter: shared.filter,
+                        message: Arc::clone(&message),
+                    },
+                }),
+            }
+        }
+        self.deliver_local(&message, &mut matches.local, now);
+        self.matches = matches;
+    }
+
+    /// The message's retained copy goes to the shard owning its topic.
+    fn store_retained(&mut self, message: &Message) {
+        let publish = &message.publish;
+        let mut properties = publish.properties.clone();
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        let retained = RetainedMessage {
+            topic: publish.topic.clone(),
+            payload: publish.payload.clone(),
+            qos: publish.qos,
+            properties,
+            expires_at: message.expires_at,
+        };
+        let owner = retained_owner(&publish.topic, self.shard_count);
+        if owner == self.shard {
+            self.set_retained(retained);
+        } else {
+            self.outputs.push_back(Output::Mesh {
+                to: owner,
+                msg: MeshMessage::RetainedSet {
+                    message: Box::new(retained),
+                },
+            });
+        }
+    }
+
+    pub(super) fn set_retained(&mut self, retained: RetainedMessage) {
+        self.record(DurableChange::RetainedSet {
+            topic: &retained.topic,
+        });
+        if self.retained.set(retained).is_err() {
+            self.stats.retained_full_count += 1;
+        }
+    }
+
+    /// Delivers to this shard's matching subscribers: one copy per session, at the highest
+    /// QoS its matching subscriptions grant, with every subscription identifier.
+    pub(super) fn deliver_local(
+        &mut self,
+        message: &Arc<Message>,
+        entries: &mut Vec<(SessionKey, SubscriptionEntry)>,
+        now: Instant,
+    ) {
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        let mut start = 0;
+        while start < entries.len() {
+            let key = entries[start].0;
+            let end = start + entries[start..].partition_point(|(k, _)| *k == key);
+            let group: Vec<SubscriptionEntry> =
+                entries[start..end].iter().map(|(_, e)| *e).collect();
+            self.deliver_to(key, message, &group, true, now);
+            start = end;
+        }
+        entries.clear();
+    }
+
+    /// One delivery of `message` to session `key` under its matching `entries`.
+    pub(super) fn deliver_to(
+        &mut self,
+        key: SessionKey,
+        message: &Arc<Message>,
+        entries: &[SubscriptionEntry],
+        apply_no_local: bool,
+        now: Instant,
+    ) {
+        let own = message.origin == Some(key);
+        let mut qos = None;
+        let mut retain = false;
+        let mut subscription_ids = Vec::new();
+        for entry in entries {
+            if apply_no_local && own && entry.options.no_local {
+                continue;
+            }
+            let granted = message.publish.qos.min(entry.options.qos);
+            qos = Some(qos.map_or(granted, |q: QoS| q.max(granted)));
+            retain |= message.publish.retain && entry.options.retain_as_published;
+            subscription_ids.extend(entry.subscription_id);
+        }
+        let Some(qos) = qos else {
+            return;
+        };
+        self.deliver(
+            key,
+            Delivery {
+                message: Arc::clone(message),
+                qos,
+                retain,
+                subscription_ids,
+            },
+            now,
+        );
+    }
+
+    /// Sends `delivery` now if the session's connection and window allow, else queues it
+    /// (QoS 1/2) or drops it (QoS 0), counting every drop.
+    pub(super) fn deliver(&mut self, key: SessionKey, delivery: Delivery, now: Instant) {
+        if delivery.message.is_expired(now) {
+            self.stats.messages_expired_count += 1;
+            return;
+        }
+        let max_out = self.config.limits.max_outgoing_bytes as usize;
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        let conn = client
+            .conn
+            .and_then(|id| self.conns.get_mut(&id))
+            .filter(|c| c.phase == Phase::Connected);
+        let Some(conn) = conn else {
+            if delivery.qos == QoS::AtMostOnce {
+                self.stats.qos0_dropped_offline_count += 1;
+            } else {
+                self.enqueue(key, delivery);
+            }
+            return;
+        };
+        let room = conn.out.len() < max_out;
+        let session = &mut client.session;
+        if delivery.qos == QoS::AtMostOnce {
+            if !room {
+                self.stats.qos0_dropped_slow_count += 1;
+                return;
+            }
+            write_delivery(conn, &delivery, None, false, now, &mut self.stats);
+        } else if room && session.queue.is_empty() && session.inflight.has_room() {
+            if fits(conn, &delivery, now).is_err() {
+                self.stats.packet_too_large_dropped_count += 1;
+                return;
+            }
+            let id = session.inflight.insert(delivery.clone());
+            write_delivery(conn, &delivery, Some(id), false, now, &mut self.stats);
+            self.record(DurableChange::InflightSent {
+                session: key,
+                packet_id: id,
+            });
+        } else {
+            self.enqueue(key, delivery);
+        }
+        self.signal_session(key);
+    }
+
+    fn enqueue(&mut self, key: SessionKey, delivery: Delivery) {
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        match client.session.queue.push(delivery) {
+            Enqueued::Queued => {}
+            Enqueued::QueuedShedQos0 => self.stats.qos0_shed_count += 1,
+            Enqueued::Dropped => {
+                self.stats.queue_full_dropped_count += 1;
+                return;
+            }
+        }
+        self.record(DurableChange::Queued { session: key });
+    }
+
+    /// Moves queued messages into the window while the connection has room.
+    pub(super) fn drain(&mut self, key: SessionKey, now: Instant) {
+        let max_out = self.config.limits.max_outgoing_bytes as usize;
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        let Some(conn) = client
+            .conn
+            .and_then(|id| self.conns.get_mut(&id))
+            .filter(|c| c.phase == Phase::Connected)
+        else {
+            return;
+        };
+        let session = &mut client.session;
+        let mut sent = Vec::new();
+        while conn.out.len() < max_out && session.inflight.has_room() {
+            let Some(delivery) = session.queue.pop() else {
+                break;
+            };
+            match fits(conn, &delivery, now) {
+                Err(WriteRefused::Expired) => {
+                    self.stats.messages_expired_count += 1;
+                    continue;
+                }
+                Err(WriteRefused::TooLarge) => {
+                    self.stats.packet_too_large_dropped_count += 1;
+                    continue;
+                }
+                Ok(()) => {}
+            }
+            let id = (delivery.qos != QoS::AtMostOnce)
+                .then(|| session.inflight.insert(delivery.clone()));
+            write_delivery(conn, &delivery, id, false, now, &mut self.stats);
+            sent.extend(id);
+        }
+        for id in sent {
+            self.record(DurableChange::InflightSent {
+                session: key,
+                packet_id: id,
+            });
+        }
+        self.signal_session(key);
+    }
+
+    /// After a session is resumed: unacknowledged messages again, with DUP, in order; then
+    /// PUBRELs for released ones; then the queue.
+    pub(super) fn resume(&mut self, key: SessionKey, conn: ConnId, now: Instant) {
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        for (id, state) in client.session.inflight.iter() {
+            match state {
+                InflightState::Published(delivery) => {
+                    write_delivery(c, delivery, Some(*id), true, now, &mut self.stats);
+                }
+                InflightState::Released => c.write(&Packet::PubRel(Ack::success(*id))),
+            }
+        }
+        self.drain(key, now);
+        self.signal(conn);
+    }
+
+    pub(super) fn on_puback(&mut self, conn: ConnId, id: PacketId, now: Instant) {
+        let Some(key) = self.conns.get(&conn).and_then(|c| c.client) else {
+            return;
+        };
+        let acked = self
+            .clients
+            .get_mut(&key)
+            .is_some_and(|c| c.session.inflight.puback(id));
+        if acked {
+            self.record(DurableChange::InflightAcked {
+                session: key,
+                packet_id: id,
+            });
+            self.drain(key, now);
+        }
+    }
+
+    pub(super) fn on_pubrec(&mut self, conn: ConnId, ack: Ack, now: Instant) {
+        let Some(key) = self.conns.get(&conn).and_then(|c| c.client) else {
+            return;
+        };
+        let failed = ack.reason_code.is_error();
+        let known = self
+            .clients
+            .get_mut(&key)
+            .is_some_and(|c| c.session.inflight.pubrec(ack.packet_id, failed));
+        if known {
+            self.record(DurableChange::InflightAcked {
+                session: key,
+                packet_id: ack.packet_id,
+            });
+        }
+        if failed {
+            self.drain(key, now);
+        } else if known {
+            self.send_ack(conn, Packet::PubRel, ack.packet_id, ReasonCode::Success);
+        } else {
+            self.send_ack(
+                conn,
+                Packet::PubRel,
+                ack.packet_id,
+                ReasonCode::PacketIdentifierNotFound,
+            );
+        }
+    }
+
+    pub(super) fn on_pubrel(&mut self, conn: ConnId, id: PacketId, _now: Instant) {
+        let Some(key) = self.conns.get(&conn).and_then(|c| c.client) else {
+            return;
+        };
+        let known = self
+            .clients
+            .get_mut(&key)
+            .is_some_and(|c| c.session.qos2.release(id));
+        let reason = if known {
+            self.record(DurableChange::InboundQos2 {
+                session: key,
+                packet_id: id,
+            });
+            ReasonCode::Success
+        } else {
+            ReasonCode::PacketIdentifierNotFound
+        };
+        self.send_ack(conn, Packet::PubComp, id, reason);
+    }
+
+    pub(super) fn on_pubcomp(&mut self, conn: ConnId, id: PacketId, now: Instant) {
+        let Some(key) = self.conns.get(&conn).and_then(|c| c.client) else {
+            return;
+        };
+        let done = self
+            .clients
+            .get_mut(&key)
+            .is_some_and(|c| c.session.inflight.pubcomp(id));
+        if done {
+            self.record(DurableChange::InflightAcked {
+                session: key,
+                packet_id: id,
+            });
+            self.drain(key, now);
+        }
+    }
+
+    /// PUBACK/PUBREC/PUBREL/PUBCOMP; 3.x has no reason code, so an error is sent as success.
+    fn send_ack(
+        &mut self,
+        conn: ConnId,
+        kind: fn(Ack) -> Packet,
+        id: PacketId,
+        reason: ReasonCode,
+    ) {
+        let mut ack = Ack::success(id);
+        if self.conns.get(&conn).is_some_and(Conn::is_v5) {
+            ack.reason_code = reason;
+        }
+        self.send(conn, &kind(ack));
+    }
+
+    /// Writes `packet` to `conn` and signals it.
+    pub(super) fn send(&mut self, conn: ConnId, packet: &Packet) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.write(packet);
+        }
+        self.signal(conn);
+    }
+
+    /// Emits `Writable` if `conn` just got bytes.
+    pub(super) fn signal(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if c.needs_signal() {
+                self.outputs.push_back(Output::Writable { conn });
+            }
+        }
+    }
+
+    fn signal_session(&mut self, key: SessionKey) {
+        if let Some(conn) = self.clients.get(&key).and_then(|c| c.conn) {
+            self.signal(conn);
+        }
+    }
+}
+
+/// The PUBLISH to encode for `delivery` at `now`: the shared one, or, when the message
+/// expires, a copy carrying the interval left [MQTT-3.3.2-6].
+fn publish_at(
+    delivery: &Delivery,
+    now: Instant,
+) -> Result<std::borrow::Cow<'_, Publish>, WriteRefused> {
+    let message = &delivery.message;
+    if message.is_expired(now) {
+        return Err(WriteRefused::Expired);
+    }
+    Ok(match message.remaining_expiry_s(now) {
+        None => std::borrow::Cow::Borrowed(&message.publish),
+        Some(left) => {
+            let mut publish = message.publish.clone();
+            publish.properties.message_expiry_interval_s = Some(left);
+            std::borrow::Cow::Owned(publish)
+        }
+    })
+}
+
+fn overrides(delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> PublishOverrides<'_> {
+    PublishOverrides {
+        dup,
+        qos: delivery.qos,
+        retain: delivery.retain,
+        packet_id,
+        subscription_identifiers: &delivery.subscription_ids,
+        topic_alias: None,
+        omit_topic: false,
+    }
+}
+
+/// Whether `delivery` may be written to `conn` at all (live, within the client's maximum).
+fn fits(conn: &Conn, delivery: &Delivery, now: Instant) -> Result<(), WriteRefused> {
+    let publish = publish_at(delivery, now)?;
+    let version = conn
+        .version
+        .unwrap_or(crate::protocol::ProtocolVersion::V3_1_1);
+    // A placeholder id of the same size as the real one.
+    let id = (delivery.qos != QoS::AtMostOnce)
+        .then_some(PacketId::new(1))
+        .flatten();
+    let len = publish.encoded_len_with(version, &overrides(delivery, id, false));
+    if len > conn.max_packet_bytes as usize {
+        return Err(WriteRefused::TooLarge);
+    }
+    Ok(())
+}
+
+/// Encodes one delivery into `conn`'s buffer; too large or expired ones are dropped and
+/// counted.
+fn write_delivery(
+    conn: &mut Conn,
+    delivery: &Delivery,
+    packet_id: Option<PacketId>,
+    dup: bool,
+    now: Instant,
+    stats: &mut super::Stats,
+) {
+    if let Err(refused) = fits(conn, delivery, now) {
+        match refused {
+            WriteRefused::TooLarge => stats.packet_too_large_dropped_count += 1,
+            WriteRefused::Expired => stats.messages_expired_count += 1,
+        }
+        return;
+    }
+    let Ok(publish) = publish_at(delivery, now) else {
+        return;
+    };
+    let version = conn
+        .version
+        .unwrap_or(crate::protocol::ProtocolVersion::V3_1_1);
+    match publish.encode_with(version, &overrides(delivery, packet_id, dup), &mut conn.out) {
+        Ok(()) => stats.messages_sent_count += 1,
+        Err(error) => tracing::warn!(conn = ?conn.id, %error, "delivery not encodable"),
+    }
+}

@@ -1,0 +1,210 @@
+//! The outbound inflight window: QoS 1/2 deliveries sent to the client and not yet
+//! acknowledged, in send order, and the packet identifiers they hold. The window is the
+//! client's Receive Maximum (capped by the broker's `max_inflight_messages`).
+
+use std::collections::VecDeque;
+
+use crate::protocol::{PacketId, QoS};
+
+use super::Delivery;
+
+/// Where one outbound QoS 1/2 delivery stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InflightState {
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2). Resent with DUP.
+    Published(Delivery),
+    /// QoS 2: PUBREC received, PUBREL sent; waiting for PUBCOMP. Resent as PUBREL.
+    Released,
+}
+
+#[derive(Debug)]
+pub struct Inflight {
+    window: u16,
+    entries: VecDeque<(PacketId, InflightState)>,
+    next_id: PacketId,
+}
+
+impl Inflight {
+    pub fn new(window: u16) -> Inflight {
+        Inflight {
+            window: window.max(1),
+            entries: VecDeque::new(),
+            next_id: PacketId::new(1).expect("1 is a valid packet id"),
+        }
+    }
+
+    /// A new connection may announce a different Receive Maximum.
+    pub fn set_window(&mut self, window: u16) {
+        self.window = window.max(1);
+    }
+
+    pub fn window(&self) -> u16 {
+        self.window
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Room for one more unacknowledged delivery.
+    pub fn has_room(&self) -> bool {
+        self.entries.len() < usize::from(self.window)
+    }
+
+    /// Takes a free packet id for `delivery` (QoS 1 or 2) and records it as sent.
+    pub fn insert(&mut self, delivery: Delivery) -> PacketId {
+        debug_assert!(delivery.qos != QoS::AtMostOnce, "QoS 0 is never inflight");
+        debug_assert!(self.has_room(), "inflight window overrun");
+        // At most `window` (< 65535) ids are in use, so a free one is always found.
+        let mut id = self.next_id;
+        while self.entries.iter().any(|(used, _)| *used == id) {
+            id = id.next();
+        }
+        self.next_id = id.next();
+        self.entries
+            .push_back((id, InflightState::Published(delivery)));
+        id
+    }
+
+    /// PUBACK: true if `id` was a QoS 1 delivery awaiting it (now complete).
+    pub fn puback(&mut self, id: PacketId) -> bool {
+        self.remove_if(
+            id,
+            |state| matches!(state, InflightState::Published(d) if d.qos == QoS::AtLeastOnce),
+        )
+    }
+
+    /// PUBREC: a QoS 2 delivery moves to `Released` (true: send PUBREL). With an error
+    /// reason the exchange ends there (`failed`) and the id is freed.
+    pub fn pubrec(&mut self, id: PacketId, failed: bool) -> bool {
+        let Some(i) = self.position(id) else {
+            return false;
+        };
+        match &self.entries[i].1 {
+            InflightState::Published(d) if d.qos == QoS::ExactlyOnce => {
+                if failed {
+                    self.entries.remove(i);
+                } else {
+                    self.entries[i].1 = InflightState::Released;
+                }
+                true
+            }
+            // A repeated PUBREC: answer with PUBREL again.
+            InflightState::Released => !failed,
+            InflightState::Published(_) => false,
+        }
+    }
+
+    /// PUBCOMP: true if `id` was released and is now complete.
+    pub fn pubcomp(&mut self, id: PacketId) -> bool {
+        self.remove_if(id, |state| matches!(state, InflightState::Released))
+    }
+
+    /// Every entry, oldest first, for a resend after reconnection.
+    pub fn iter(&self) -> impl Iterator<Item = &(PacketId, InflightState)> {
+        self.entries.iter()
+    }
+
+    /// Drops every entry (the session was discarded).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    fn position(&self, id: PacketId) -> Option<usize> {
+        self.entries.iter().position(|(used, _)| *used == id)
+    }
+
+    fn remove_if(&mut self, id: PacketId, test: impl Fn(&InflightState) -> bool) -> bool {
+        match self.position(id) {
+            Some(i) if test(&self.entries[i].1) => {
+                self.entries.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::protocol::{Publish, TopicName};
+    use crate::session::Message;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    pub(crate) fn delivery(qos: QoS, payload: &'static [u8]) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                publish: Publish {
+                    dup: false,
+                    qos,
+                    retain: false,
+                    topic: TopicName::parse("t").expect("valid"),
+                    packet_id: None,
+                    properties: Default::default(),
+                    payload: Bytes::from_static(payload),
+                },
+                expires_at: None,
+                origin: None,
+            }),
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn window_bounds_and_ids_are_distinct_and_reused_after_ack() {
+        let mut w = Inflight::new(2);
+        let a = w.insert(delivery(QoS::AtLeastOnce, b"a"));
+        let b = w.insert(delivery(QoS::ExactlyOnce, b"b"));
+        assert_ne!(a, b);
+        assert!(!w.has_room());
+        // PUBACK for the QoS 2 one is not an acknowledgement of it.
+        assert!(!w.puback(b));
+        assert!(w.puback(a));
+        assert!(!w.puback(a), "a second PUBACK finds nothing");
+        assert!(w.has_room());
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn qos2_goes_through_pubrec_then_pubcomp() {
+        let mut w = Inflight::new(5);
+        let id = w.insert(delivery(QoS::ExactlyOnce, b"x"));
+        assert!(!w.pubcomp(id), "PUBCOMP before PUBREC is not accepted");
+        assert!(w.pubrec(id, false));
+        assert_eq!(
+            w.iter().next().map(|e| &e.1),
+            Some(&InflightState::Released)
+        );
+        assert!(w.pubrec(id, false), "a repeated PUBREC is answered again");
+        assert!(w.pubcomp(id));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn failed_pubrec_frees_the_id() {
+        let mut w = Inflight::new(5);
+        let id = w.insert(delivery(QoS::ExactlyOnce, b"x"));
+        assert!(w.pubrec(id, true));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn ids_skip_those_in_use_across_wrap() {
+        let mut w = Inflight::new(3);
+        w.next_id = PacketId::new(65535).expect("valid");
+        let a = w.insert(delivery(QoS::AtLeastOnce, b"a"));
+        let b = w.insert(delivery(QoS::AtLeastOnce, b"b"));
+        assert_eq!((a.get(), b.get()), (65535, 1));
+        w.next_id = a;
+        let c = w.insert(delivery(QoS::AtLeastOnce, b"c"));
+        assert_eq!(c.get(), 2, "65535 and 1 are taken");
+    }
+}

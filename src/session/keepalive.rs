@@ -1,0 +1,59 @@
+//! The keepalive deadline: a client that sends nothing for 1.5 × its keep alive is gone
+//! [MQTT-3.1.2-24]. Keep alive 0 disables it.
+
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    interval_s: u16,
+    deadline: Option<Instant>,
+}
+
+impl Keepalive {
+    pub fn new(interval_s: u16, now: Instant) -> Keepalive {
+        let mut keepalive = Keepalive {
+            interval_s,
+            deadline: None,
+        };
+        keepalive.touch(now);
+        keepalive
+    }
+
+    pub fn interval_s(&self) -> u16 {
+        self.interval_s
+    }
+
+    /// A packet arrived at `now`: the deadline moves.
+    pub fn touch(&mut self, now: Instant) {
+        if self.interval_s > 0 {
+            self.deadline = Some(now + Duration::from_millis(u64::from(self.interval_s) * 1500));
+        }
+    }
+
+    pub fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|at| now >= at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_is_one_and_a_half_intervals_after_the_last_packet() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::new(10, t0);
+        assert!(!k.expired(t0 + Duration::from_millis(14_999)));
+        assert!(k.expired(t0 + Duration::from_secs(15)));
+        k.touch(t0 + Duration::from_secs(10));
+        assert!(!k.expired(t0 + Duration::from_secs(24)));
+        assert!(k.expired(t0 + Duration::from_secs(25)));
+    }
+
+    #[test]
+    fn zero_never_expires() {
+        let t0 = Instant::now();
+        let k = Keepalive::new(0, t0);
+        assert!(!k.expired(t0 + Duration::from_secs(1_000_000)));
+    }
+}

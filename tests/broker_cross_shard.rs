@@ -1,0 +1,171 @@
+//! Cases that only exist because clients live on different shards: delivery across the
+//! mesh at every QoS, takeover of a client id while its old connection lives on its home
+//! shard and the new one arrives on another, shared subscriptions spread over shards,
+//! and retained messages stored on one shard and gathered by a wildcard from another.
+// Test code: a failed unwrap is a failed test. clippy.toml allows it in #[test] fns only,
+// and these helpers sit beside them.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use culex::protocol::{Ack, Packet, ProtocolVersion, QoS, ReasonCode};
+
+use common::{expect_publish, pid, Broker, RawClient};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
+
+#[test]
+fn publish_crosses_shards_at_every_qos() {
+    let broker = Broker::start(2);
+    let mut sub = RawClient::connected(broker.addr(), V5, &broker.client_on("sub", 0));
+    let suback = sub.subscribe("cross/+", QoS::ExactlyOnce);
+    assert_eq!(suback.reason_codes, vec![ReasonCode::GrantedQoS2]);
+    let mut publisher = RawClient::connected(broker.addr(), V5, &broker.client_on("pub", 1));
+
+    publisher.publish("cross/q0", b"zero", QoS::AtMostOnce, 0, false);
+    let p = expect_publish(sub.recv());
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..], p.qos),
+        ("cross/q0", &b"zero"[..], QoS::AtMostOnce)
+    );
+
+    publisher.publish("cross/q1", b"one", QoS::AtLeastOnce, 7, false);
+    match publisher.recv() {
+        Packet::PubAck(a) => assert_eq!(a.packet_id, pid(7)),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    let p = expect_publish(sub.recv());
+    assert_eq!((&p.payload[..], p.qos), (&b"one"[..], QoS::AtLeastOnce));
+    sub.send(&Packet::PubAck(Ack::success(
+        p.packet_id.expect("QoS 1 has an id"),
+    )));
+
+    publisher.publish("cross/q2", b"two", QoS::ExactlyOnce, 8, false);
+    match publisher.recv() {
+        Packet::PubRec(a) => assert_eq!(a.packet_id, pid(8)),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    publisher.send(&Packet::PubRel(Ack::success(pid(8))));
+    match publisher.recv() {
+        Packet::PubComp(a) => assert_eq!(a.packet_id, pid(8)),
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
+    let p = expect_publish(sub.recv());
+    assert_eq!((&p.payload[..], p.qos), (&b"two"[..], QoS::ExactlyOnce));
+    let id = p.packet_id.expect("QoS 2 has an id");
+    sub.send(&Packet::PubRec(Ack::success(id)));
+    match sub.recv() {
+        Packet::PubRel(a) => assert_eq!(a.packet_id, id),
+        other => panic!("expected PUBREL, got {other:?}"),
+    }
+    sub.send(&Packet::PubComp(Ack::success(id)));
+}
+
+/// The kernel spreads connections over shards, so across 12 rounds the new connection
+/// for a client id lands on a shard other than its home many times; each time the old
+/// connection (on the home shard) is told `SessionTakenOver` and closed.
+#[test]
+fn takeover_when_the_new_connection_arrives_on_another_shard() {
+    let broker = Broker::start(4);
+    let id = broker.client_on("taken", 2);
+    let mut old = RawClient::connected(broker.addr(), V5, &id);
+    for _ in 0..12 {
+        let new = RawClient::connected(broker.addr(), V5, &id);
+        let disconnect = old.expect_closed().expect("the old connection is told why");
+        assert_eq!(disconnect.reason_code, ReasonCode::SessionTakenOver);
+        old = new;
+    }
+    // The survivor still works.
+    old.subscribe("still/here", QoS::AtMostOnce);
+}
+
+#[test]
+fn takeover_in_v311_closes_the_old_connection() {
+    let broker = Broker::start(2);
+    let id = broker.client_on("taken311", 1);
+    let mut old = RawClient::connected(broker.addr(), V311, &id);
+    let _new = RawClient::connected(broker.addr(), V311, &id);
+    assert!(
+        old.expect_closed().is_none(),
+        "3.1.1 has no DISCONNECT from the server"
+    );
+}
+
+/// Members of one shared group on shards 0 and 1, the publisher on shard 2: each message
+/// goes to exactly one member, and both members get some.
+#[test]
+fn shared_subscription_members_on_different_shards() {
+    let broker = Broker::start(3);
+    let mut members: Vec<RawClient> = (0..2)
+        .map(|shard| {
+            let mut m = RawClient::connected(broker.addr(), V5, &broker.client_on("member", shard));
+            m.subscribe("$share/workers/jobs/#", QoS::AtMostOnce);
+            m
+        })
+        .collect();
+    // Route changes cross the mesh asynchronously; let them settle.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut publisher = RawClient::connected(broker.addr(), V5, &broker.client_on("boss", 2));
+    const N: u32 = 40;
+    for i in 0..N {
+        publisher.publish("jobs/x", &i.to_be_bytes(), QoS::AtMostOnce, 0, false);
+    }
+    let mut seen = HashSet::new();
+    let mut per_member = [0u32; 2];
+    for (i, m) in members.iter_mut().enumerate() {
+        while let Some(p) = m.recv_within(Duration::from_millis(500)) {
+            let p = expect_publish(p);
+            let n = u32::from_be_bytes(p.payload[..4].try_into().unwrap());
+            assert!(seen.insert(n), "message {n} delivered twice");
+            per_member[i] += 1;
+        }
+    }
+    assert_eq!(seen.len() as u32, N, "every message reached one member");
+    assert!(
+        per_member.iter().all(|&n| n > 0),
+        "both members served: {per_member:?}"
+    );
+}
+
+/// Retained messages live on the shard `hash(topic)` picks; a wildcard subscription from
+/// any shard gathers them all.
+#[test]
+fn retained_on_many_shards_gathered_by_a_wildcard() {
+    let broker = Broker::start(4);
+    let mut publisher = RawClient::connected(broker.addr(), V311, &broker.client_on("retainer", 3));
+    let topics: Vec<String> = (0..12).map(|i| format!("kept/{i}")).collect();
+    for (i, t) in topics.iter().enumerate() {
+        let id = u16::try_from(i + 1).unwrap();
+        publisher.publish(t, t.as_bytes(), QoS::AtLeastOnce, id, true);
+        match publisher.recv() {
+            Packet::PubAck(a) => assert_eq!(a.packet_id, pid(id)),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    // A PUBACK means the publisher's shard took the message; the owner stores it when the
+    // mesh delivers it. A query from a third shard travels another queue and may overtake
+    // it (visibility across shards is eventual), so give the stores a moment.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut sub = RawClient::connected(broker.addr(), V311, &broker.client_on("gatherer", 0));
+    sub.subscribe("kept/#", QoS::AtMostOnce);
+    let mut got = HashSet::new();
+    while got.len() < topics.len() {
+        let p = expect_publish(
+            sub.recv_within(Duration::from_secs(3))
+                .unwrap_or_else(|| panic!("retained messages missing; got {got:?}")),
+        );
+        assert!(p.retain, "retained messages arrive with the retain flag");
+        assert_eq!(p.topic.as_str().as_bytes(), &p.payload[..]);
+        got.insert(p.topic.as_str().to_string());
+    }
+    assert_eq!(got, topics.into_iter().collect());
+    // An exact subscription from yet another shard asks only the owner.
+    let mut exact = RawClient::connected(broker.addr(), V311, &broker.client_on("exact", 1));
+    exact.subscribe("kept/7", QoS::AtMostOnce);
+    let p = expect_publish(exact.recv());
+    assert_eq!(&p.payload[..], b"kept/7");
+}

@@ -1,0 +1,693 @@
+//! SUBSCRIBE/PUBLISH across shards: QoS flows, routing and route broadcasts, overlapping
+//! subscriptions, `$` topics, No Local, Retain As Published, persistent sessions, retained
+//! messages, wills and shared subscriptions.
+
+mod core_harness;
+
+use std::collections::HashSet;
+use std::num::NonZeroU16;
+use std::time::Duration;
+
+use core_harness::*;
+use culex::protocol::{
+    Ack, Packet, PublishProperties, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
+    UserProperty,
+};
+
+/// A subscriber on shard 1 and a publisher on shard 0 of a two-shard broker.
+fn pair(net: &mut Net, version: core_harness::Version) -> (Sock, Sock) {
+    let sub_id = net.id_on(1, "sub");
+    let pub_id = net.id_on(0, "pub");
+    let sub = net.client(version, &sub_id);
+    let publisher = net.client(version, &pub_id);
+    assert_eq!((net.shard_of(sub), net.shard_of(publisher)), (1, 0));
+    (sub, publisher)
+}
+
+#[test]
+fn qos0_crosses_shards_with_one_copy_per_interested_shard() {
+    let mut net = Net::new(3);
+    let a = net.client(V4, &net.id_on(1, "a"));
+    let b = net.client(V4, &net.id_on(1, "b"));
+    let c = net.client(V4, &net.id_on(2, "c"));
+    let p = net.client(V4, &net.id_on(0, "p"));
+    for s in [a, b, c] {
+        let suback = net.subscribe(s, "room/+/temp", QoS::AtMostOnce);
+        assert!(
+            matches!(&suback[..], [Packet::SubAck(ack)] if ack.reason_codes == [ReasonCode::Success])
+        );
+    }
+    let before = net.mesh_count("Publish");
+    net.publish(p, "room/1/temp", QoS::AtMostOnce, b"21.5");
+    assert_eq!(
+        net.mesh_count("Publish") - before,
+        2,
+        "one copy to shard 1, one to shard 2"
+    );
+    for s in [a, b, c] {
+        let got = net.recv(s);
+        assert_eq!(payloads(&got), vec!["21.5"]);
+        assert_eq!(publishes(&got)[0].qos, QoS::AtMostOnce);
+    }
+    net.publish(p, "room/1/humidity", QoS::AtMostOnce, b"x");
+    assert!(net.recv(a).is_empty());
+}
+
+#[test]
+fn route_broadcasts_only_on_zero_to_one_and_back() {
+    let mut net = Net::new(2);
+    let a = net.client(V4, &net.id_on(1, "a"));
+    let b = net.client(V4, &net.id_on(1, "b"));
+    let p = net.client(V4, &net.id_on(0, "p"));
+    net.subscribe(a, "x/#", QoS::AtMostOnce);
+    net.subscribe(b, "x/#", QoS::AtMostOnce);
+    assert_eq!(net.mesh_count("Route"), 1);
+    net.send(a, &unsubscribe(2, &["x/#"]));
+    assert_eq!(net.mesh_count("Route"), 1, "b still subscribes");
+    net.send(b, &unsubscribe(2, &["x/#"]));
+    assert_eq!(net.mesh_count("Route"), 2);
+    let before = net.mesh_count("Publish");
+    net.publish(p, "x/y", QoS::AtMostOnce, b"nobody");
+    assert_eq!(net.mesh_count("Publish"), before, "no shard cares any more");
+    assert!(net.recv(a).iter().all(|p| !matches!(p, Packet::Publish(_))));
+}
+
+#[test]
+fn unsuback_reports_missing_subscriptions_in_v5() {
+    let mut net = Net::new(1);
+    let s = net.client(V5, "u");
+    net.subscribe(s, "a", QoS::AtMostOnce);
+    net.send(s, &unsubscribe(3, &["a", "b"]));
+    match &net.recv(s)[..] {
+        [Packet::UnsubAck(ack)] => assert_eq!(
+            ack.reason_codes,
+            vec![ReasonCode::Success, ReasonCode::NoSubscriptionExisted]
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn qos1_both_directions_and_downgrade_to_the_subscription() {
+    let mut net = Net::new(2);
+    let (sub, p) = pair(&mut net, V4);
+    net.subscribe(sub, "q/1", QoS::AtLeastOnce);
+    net.subscribe(sub, "q/0", QoS::AtMostOnce);
+    net.send(
+        p,
+        &Packet::Publish(publish("q/1", QoS::ExactlyOnce, Some(pid(7)), b"two")),
+    );
+    assert!(matches!(&net.recv(p)[..], [Packet::PubRec(a)] if a.packet_id == pid(7)));
+    net.send(p, &Packet::PubRel(ack(pid(7))));
+    assert!(matches!(&net.recv(p)[..], [Packet::PubComp(a)] if a.packet_id == pid(7)));
+    net.send(
+        p,
+        &Packet::Publish(publish("q/0", QoS::AtLeastOnce, Some(pid(8)), b"one")),
+    );
+    assert!(matches!(&net.recv(p)[..], [Packet::PubAck(a)] if a.packet_id == pid(8)));
+    let got = net.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[0].qos, got[1].qos),
+        (QoS::AtLeastOnce, QoS::AtMostOnce)
+    );
+    assert!(got[0].packet_id.is_some() && got[1].packet_id.is_none());
+    let id = got[0].packet_id.expect("QoS 1 has an id");
+    net.send(sub, &Packet::PubAck(ack(id)));
+    assert_eq!(net.cores[1].stats().messages_sent_count, 2);
+}
+
+#[test]
+fn qos2_inbound_is_routed_exactly_once() {
+    let mut net = Net::new(2);
+    let (sub, p) = pair(&mut net, V5);
+    net.subscribe(sub, "once", QoS::ExactlyOnce);
+    let mut first = publish("once", QoS::ExactlyOnce, Some(pid(5)), b"m");
+    net.send(p, &Packet::Publish(first.clone()));
+    first.dup = true;
+    net.send(p, &Packet::Publish(first.clone()));
+    let acks = net.recv(p);
+    assert_eq!(acks.len(), 2);
+    assert!(acks
+        .iter()
+        .all(|a| matches!(a, Packet::PubRec(a) if a.packet_id == pid(5))));
+    assert_eq!(
+        payloads(&net.recv(sub)).len(),
+        1,
+        "the re-send is not routed again"
+    );
+    net.send(p, &Packet::PubRel(ack(pid(5))));
+    assert!(
+        matches!(&net.recv(p)[..], [Packet::PubComp(a)] if a.reason_code == ReasonCode::Success)
+    );
+    // After PUBREL the id starts a new message.
+    first.dup = false;
+    net.send(p, &Packet::Publish(first));
+    assert_eq!(payloads(&net.recv(sub)).len(), 1);
+    // PUBREL for an unknown id: PUBCOMP 0x92.
+    net.send(p, &Packet::PubRel(ack(pid(99))));
+    let got = net.recv(p);
+    assert!(got.iter().any(
+        |a| matches!(a, Packet::PubComp(a) if a.reason_code == ReasonCode::PacketIdentifierNotFound)
+    ));
+}
+
+#[test]
+fn qos2_outbound_flow() {
+    let mut net = Net::new(2);
+    let (sub, p) = pair(&mut net, V4);
+    net.subscribe(sub, "two", QoS::ExactlyOnce);
+    net.publish(p, "two", QoS::ExactlyOnce, b"x");
+    let got = net.recv(sub);
+    let id = publishes(&got)[0].packet_id.expect("id");
+    assert_eq!(publishes(&got)[0].qos, QoS::ExactlyOnce);
+    net.send(sub, &Packet::PubRec(ack(id)));
+    assert!(matches!(&net.recv(sub)[..], [Packet::PubRel(a)] if a.packet_id == id));
+    net.send(sub, &Packet::PubComp(ack(id)));
+    assert!(net.recv(sub).is_empty());
+}
+
+#[test]
+fn overlapping_subscriptions_give_one_copy_at_the_highest_qos_with_every_id() {
+    let mut net = Net::new(2);
+    let (sub, p) = pair(&mut net, V5);
+    net.send(
+        sub,
+        &subscribe(1, &[("a/+", options(QoS::AtMostOnce))], Some(1)),
+    );
+    net.send(
+        sub,
+        &subscribe(2, &[("a/#", options(QoS::AtLeastOnce))], Some(2)),
+    );
+    net.send(
+        sub,
+        &subscribe(3, &[("a/b", options(QoS::AtMostOnce))], None),
+    );
+    net.recv(sub);
+    net.publish(p, "a/b", QoS::ExactlyOnce, b"once");
+    let got = net.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].qos, QoS::AtLeastOnce);
+    let ids: HashSet<u32> = got[0]
+        .properties
+        .subscription_identifiers
+        .iter()
+        .map(|i| i.get())
+        .collect();
+    assert_eq!(ids, HashSet::from([1, 2]));
+}
+
+#[test]
+fn dollar_topics_are_not_matched_by_first_level_wildcards() {
+    let mut net = Net::new(2);
+    let (sub, p) = pair(&mut net, V4);
+    net.subscribe(sub, "#", QoS::AtMostOnce);
+    net.subscribe(sub, "+/info", QoS::AtMostOnce);
+    net.publish(p, "$SYS/info", QoS::AtMostOnce, b"hidden");
+    assert!(net.recv(sub).is_empty());
+    net.subscribe(sub, "$SYS/#", QoS::AtMostOnce);
+    net.publish(p, "$SYS/info", QoS::AtMostOnce, b"seen");
+    assert_eq!(payloads(&net.recv(sub)), vec!["seen"]);
+}
+
+#[test]
+fn no_local_skips_the_publisher_only() {
+    let mut net = Net::new(1);
+    let me = net.client(V5, "me");
+    let other = net.client(V5, "other");
+    let no_local = SubscriptionOptions {
+        no_local: true,
+        ..options(QoS::AtMostOnce)
+    };
+    net.send(me, &subscribe(1, &[("chat", no_local)], None));
+    net.subscribe(other, "chat", QoS::AtMostOnce);
+    net.recv(me);
+    net.publish(me, "chat", QoS::AtMostOnce, b"hi");
+    assert!(net.recv(me).is_empty());
+    assert_eq!(payloads(&net.recv(other)), vec!["hi"]);
+    net.publish(other, "chat", QoS::AtMostOnce, b"yo");
+    assert_eq!(payloads(&net.recv(me)), vec!["yo"]);
+}
+
+#[test]
+fn retain_flag_on_live_messages_follows_retain_as_published() {
+    let mut net = Net::new(2);
+    let rap = net.client(V5, &net.id_on(1, "rap"));
+    let plain = net.client(V5, &net.id_on(1, "plain"));
+    let v4 = net.client(V4, &net.id_on(1, "v4"));
+    let p = net.client(V5, &net.id_on(0, "p"));
+    let keep = SubscriptionOptions {
+        retain_as_published: true,
+        ..options(QoS::AtMostOnce)
+    };
+    net.send(rap, &subscribe(1, &[("r", keep)], None));
+    net.recv(rap);
+    net.subscribe(plain, "r", QoS::AtMostOnce);
+    net.subscribe(v4, "r", QoS::AtMostOnce);
+    let mut msg = publish("r", QoS::AtMostOnce, None, b"v");
+    msg.retain = true;
+    net.send(p, &Packet::Publish(msg));
+    assert!(publishes(&net.recv(rap))[0].retain);
+    assert!(!publishes(&net.recv(plain))[0].retain);
+    assert!(
+        !publishes(&net.recv(v4))[0].retain,
+        "3.1.1: 0 for an established subscription"
+    );
+}
+
+#[test]
+fn v5_properties_are_forwarded_unchanged() {
+    let mut net = Net::new(2);
+    let (sub, p) = pair(&mut net, V5);
+    net.subscribe(sub, "rpc", QoS::AtMostOnce);
+    let mut msg = publish("rpc", QoS::AtMostOnce, None, b"{}");
+    msg.properties = PublishProperties {
+        payload_format_indicator: Some(true),
+        content_type: Some("application/json".into()),
+        response_topic: Some(culex::protocol::TopicName::parse("rpc/reply").expect("valid")),
+        correlation_data: Some(bytes::Bytes::from_static(b"\x01\x02")),
+        user_properties: vec![UserProperty {
+            name: "k".into(),
+            value: "v".into(),
+        }],
+        ..PublishProperties::default()
+    };
+    let sent = msg.properties.clone();
+    net.send(p, &Packet::Publish(msg));
+    let got = net.recv(sub);
+    assert_eq!(publishes(&got)[0].properties, sent);
+}
+
+#[test]
+fn persistent_session_queues_qos1_while_offline_and_resends_unacked_with_dup() {
+    let mut net = Net::new(2);
+    let id = net.id_on(1, "durable");
+    let p = net.client(V4, &net.id_on(0, "p"));
+    let (sub, _) = net.connect_on(0, connect(V4, &id, false));
+    net.subscribe(sub, "d", QoS::AtLeastOnce);
+    net.publish(p, "d", QoS::AtLeastOnce, b"unacked");
+    let first = net.recv(sub);
+    let first_id = publishes(&first)[0].packet_id;
+    net.lose(sub);
+    net.publish(p, "d", QoS::AtLeastOnce, b"queued");
+    net.publish(p, "d", QoS::AtMostOnce, b"qos0 dropped");
+    assert_eq!(net.cores[1].stats().qos0_dropped_offline_count, 1);
+    let (sub, connack) = net.connect_on(0, connect(V4, &id, false));
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert!(connack.session_present);
+    let got = net.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 2);
+    assert_eq!(&got[0].payload[..], b"unacked");
+    assert!(got[0].dup, "a re-sent PUBLISH has DUP");
+    assert_eq!(got[0].packet_id, first_id);
+    assert_eq!(&got[1].payload[..], b"queued");
+    assert!(!got[1].dup);
+}
+
+#[test]
+fn released_qos2_is_resent_as_pubrel_after_reconnect() {
+    let mut net = Net::new(1);
+    let p = net.client(V4, "p");
+    let (sub, _) = net.connect_on(0, connect(V4, "rel", false));
+    net.subscribe(sub, "t", QoS::ExactlyOnce);
+    net.publish(p, "t", QoS::ExactlyOnce, b"x");
+    let id = publishes(&net.recv(sub))[0].packet_id.expect("id");
+    net.send(sub, &Packet::PubRec(ack(id)));
+    net.recv(sub);
+    net.lose(sub);
+    let (sub, _) = net.connect_on(0, connect(V4, "rel", false));
+    assert_eq!(net.recv(sub), vec![Packet::PubRel(Ack::success(id))]);
+}
+
+#[test]
+fn v5_session_expiry_ends_the_session_and_is_capped() {
+    let limits = culex::limits::Limits {
+        session_expiry_max_s: 100,
+        ..Default::default()
+    };
+    let mut net = Net::with_limits(1, limits);
+    let mut c = connect(V5, "exp", true);
+    c.properties.session_expiry_interval_s = Some(1000);
+    let (sock, connack) = net.connect_on(0, c);
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert_eq!(connack.properties.session_expiry_interval_s, Some(100));
+    net.lose(sock);
+    net.advance(Duration::from_secs(99));
+    assert_eq!(net.cores[0].session_count(), 1);
+    net.advance(Duration::from_secs(1));
+    assert_eq!(net.cores[0].session_count(), 0);
+    assert_eq!(net.cores[0].stats().sessions_expired_count, 1);
+    let mut again = connect(V5, "exp", false);
+    again.properties.session_expiry_interval_s = Some(10);
+    let (_, connack) = net.connect_on(0, again);
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert!(!connack.session_present);
+}
+
+#[test]
+fn retained_set_on_one_shard_is_delivered_on_subscribe_from_another() {
+    let mut net = Net::new(3);
+    let p = net.client(V4, &net.id_on(0, "p"));
+    for (topic, payload) in [
+        ("home/a", &b"A"[..]),
+        ("home/b", b"B"),
+        ("home/c", b"C"),
+        ("other", b"O"),
+    ] {
+        let mut m = publish(topic, QoS::AtLeastOnce, Some(pid(1)), b"");
+        m.payload = bytes::Bytes::copy_from_slice(payload);
+        m.retain = true;
+        net.send(p, &Packet::Publish(m));
+    }
+    let total: usize = net.cores.iter().map(|c| c.retained_count()).sum();
+    assert_eq!(total, 4, "each topic stored once, on its owner");
+    let s = net.client(V4, &net.id_on(2, "s"));
+    // Exact filter: asked of the owner only.
+    let got = net.subscribe(s, "home/b", QoS::AtLeastOnce);
+    assert!(matches!(got[0], Packet::SubAck(_)), "SUBACK comes first");
+    let got = publishes(&got);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].retain, "retained-on-subscribe carries RETAIN");
+    assert_eq!(got[0].qos, QoS::AtLeastOnce);
+    // Wildcard: gathered from every shard.
+    let mut got = payloads(&net.subscribe(s, "home/#", QoS::AtMostOnce));
+    got.sort();
+    assert_eq!(got, vec!["A", "B", "C"]);
+    // Clear by an empty payload.
+    let mut clear = publish("home/a", QoS::AtMostOnce, None, b"");
+    clear.retain = true;
+    net.send(p, &Packet::Publish(clear));
+    let total: usize = net.cores.iter().map(|c| c.retained_count()).sum();
+    assert_eq!(total, 3);
+}
+
+#[test]
+fn retain_handling_1_and_2() {
+    let mut net = Net::new(2);
+    let p = net.client(V5, &net.id_on(0, "p"));
+    let mut m = publish("rh", QoS::AtMostOnce, None, b"kept");
+    m.retain = true;
+    net.send(p, &Packet::Publish(m));
+    let s = net.client(V5, &net.id_on(1, "s"));
+    let if_new = SubscriptionOptions {
+        retain_handling: RetainHandling::SendAtSubscribeIfNew,
+        ..options(QoS::AtMostOnce)
+    };
+    net.send(s, &subscribe(1, &[("rh", if_new)], None));
+    assert_eq!(payloads(&net.recv(s)), vec!["kept"]);
+    net.send(s, &subscribe(2, &[("rh", if_new)], None));
+    assert!(
+        payloads(&net.recv(s)).is_empty(),
+        "not for a replaced subscription"
+    );
+    let never = SubscriptionOptions {
+        retain_handling: RetainHandling::DoNotSend,
+        ..options(QoS::AtMostOnce)
+    };
+    net.send(s, &subscribe(3, &[("+", never)], None));
+    assert!(payloads(&net.recv(s)).is_empty());
+}
+
+#[test]
+fn will_is_published_on_abnormal_end_only() {
+    let mut net = Net::new(2);
+    let watcher = net.client(V4, &net.id_on(0, "w"));
+    net.subscribe(watcher, "wills/#", QoS::AtLeastOnce);
+    let id = net.id_on(1, "dies");
+    let mut c = connect(V4, &id, true);
+    c.will = Some(will("wills/dies", b"gone", QoS::AtLeastOnce, false));
+    let (sock, _) = net.connect_on(0, c.clone());
+    net.lose(sock);
+    assert_eq!(payloads(&net.recv(watcher)), vec!["gone"]);
+    let (sock, _) = net.connect_on(0, c.clone());
+    net.send(sock, &disconnect(ReasonCode::Success));
+    assert!(
+        payloads(&net.recv(watcher)).is_empty(),
+        "normal DISCONNECT drops the will"
+    );
+    // Keepalive timeout sends it.
+    c.keep_alive_s = 10;
+    let (_sock, _) = net.connect_on(0, c);
+    net.advance(Duration::from_secs(15));
+    assert_eq!(payloads(&net.recv(watcher)), vec!["gone"]);
+    assert_eq!(net.cores[1].stats().wills_published_count, 2);
+}
+
+#[test]
+fn v5_disconnect_with_will_and_protocol_error_send_the_will() {
+    let mut net = Net::new(1);
+    let watcher = net.client(V5, "w");
+    net.subscribe(watcher, "lw", QoS::AtMostOnce);
+    let mut c = connect(V5, "x", true);
+    c.will = Some(will("lw", b"w", QoS::AtMostOnce, false));
+    let (sock, _) = net.connect_on(0, c.clone());
+    net.send(sock, &disconnect(ReasonCode::DisconnectWithWillMessage));
+    assert_eq!(payloads(&net.recv(watcher)), vec!["w"]);
+    let (sock, _) = net.connect_on(0, c);
+    net.send(sock, &Packet::PingResp); // only servers send PINGRESP
+    assert!(net.is_closed(sock));
+    assert_eq!(payloads(&net.recv(watcher)), vec!["w"]);
+}
+
+#[test]
+fn will_delay_waits_and_is_cancelled_by_resuming_the_session() {
+    let mut net = Net::new(2);
+    let watcher = net.client(V5, &net.id_on(0, "w"));
+    net.subscribe(watcher, "lw", QoS::AtMostOnce);
+    let id = net.id_on(1, "delayed");
+    let mut c = connect(V5, &id, true);
+    c.properties.session_expiry_interval_s = Some(60);
+    let mut w = will("lw", b"late", QoS::AtMostOnce, false);
+    w.properties.will_delay_interval_s = Some(5);
+    c.will = Some(w);
+    let (sock, _) = net.connect_on(1, c.clone());
+    net.lose(sock);
+    net.advance(Duration::from_secs(4));
+    assert!(net.recv(watcher).is_empty());
+    net.advance(Duration::from_secs(1));
+    assert_eq!(payloads(&net.recv(watcher)), vec!["late"]);
+
+    let (sock, _) = net.connect_on(1, c.clone());
+    net.lose(sock);
+    net.advance(Duration::from_secs(2));
+    let mut resume = c;
+    resume.clean_start = false;
+    resume.will = None;
+    let (_sock, connack) = net.connect_on(1, resume);
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert!(connack.session_present);
+    net.advance(Duration::from_secs(10));
+    assert!(net.recv(watcher).is_empty(), "resumed in time: no will");
+}
+
+#[test]
+fn takeover_publishes_the_old_connections_will() {
+    let mut net = Net::new(2);
+    let watcher = net.client(V4, &net.id_on(0, "w"));
+    net.subscribe(watcher, "lw", QoS::AtMostOnce);
+    let id = net.id_on(1, "twin");
+    let mut c = connect(V4, &id, true);
+    c.will = Some(will("lw", b"old", QoS::AtMostOnce, false));
+    net.connect_on(0, c);
+    net.connect_on(1, connect(V4, &id, true));
+    assert_eq!(payloads(&net.recv(watcher)), vec!["old"]);
+}
+
+#[test]
+fn will_retain_is_stored() {
+    let mut net = Net::new(2);
+    let mut c = connect(V4, &net.id_on(1, "r"), true);
+    c.will = Some(will("status/r", b"offline", QoS::AtMostOnce, true));
+    let (sock, _) = net.connect_on(0, c);
+    net.lose(sock);
+    let late = net.client(V4, &net.id_on(0, "late"));
+    let got = net.subscribe(late, "status/+", QoS::AtMostOnce);
+    assert_eq!(payloads(&got), vec!["offline"]);
+    assert!(publishes(&got)[0].retain);
+}
+
+#[test]
+fn shared_subscription_gives_each_message_to_exactly_one_member_across_shards() {
+    let mut net = Net::new(3);
+    let members: Vec<Sock> = (0..3)
+        .map(|shard| {
+            let id = net.id_on(shard, "m");
+            net.client(V5, &id)
+        })
+        .collect();
+    for m in &members {
+        net.subscribe(*m, "$share/g/jobs/+", QoS::AtLeastOnce);
+    }
+    let plain = net.client(V5, &net.id_on(1, "plain"));
+    net.subscribe(plain, "jobs/+", QoS::AtMostOnce);
+    let p = net.client(V5, &net.id_on(0, "p"));
+    for _ in 0..30 {
+        net.publish(p, "jobs/x", QoS::AtLeastOnce, b"job");
+    }
+    let counts: Vec<usize> = members
+        .iter()
+        .map(|m| payloads(&net.recv(*m)).len())
+        .collect();
+    assert_eq!(
+        counts.iter().sum::<usize>(),
+        30,
+        "each message to exactly one member: {counts:?}"
+    );
+    assert!(
+        counts.iter().filter(|c| **c > 0).count() >= 2,
+        "spread over members: {counts:?}"
+    );
+    assert_eq!(
+        payloads(&net.recv(plain)).len(),
+        30,
+        "plain subscribers get every message"
+    );
+}
+
+#[test]
+fn shared_subscription_does_not_get_retained_messages() {
+    let mut net = Net::new(1);
+    let p = net.client(V5, "p");
+    let mut m = publish("s", QoS::AtMostOnce, None, b"r");
+    m.retain = true;
+    net.send(p, &Packet::Publish(m));
+    let s = net.client(V5, "s");
+    assert!(payloads(&net.subscribe(s, "$share/g/s", QoS::AtMostOnce)).is_empty());
+}
+
+#[test]
+fn topic_alias_from_the_client() {
+    let mut net = Net::new(2);
+    let (sub, p) = pair(&mut net, V5);
+    net.subscribe(sub, "long/topic/name", QoS::AtMostOnce);
+    let mut set = publish("long/topic/name", QoS::AtMostOnce, None, b"1");
+    set.properties.topic_alias = NonZeroU16::new(3);
+    net.send(p, &Packet::Publish(set));
+    let mut by_alias = publish("long/topic/name", QoS::AtMostOnce, None, b"2");
+    by_alias.topic = culex::protocol::TopicName::empty_for_alias();
+    by_alias.properties.topic_alias = NonZeroU16::new(3);
+    net.send(p, &Packet::Publish(by_alias));
+    let got = net.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|m| m.topic.as_str() == "long/topic/name"));
+    assert!(got.iter().all(|m| m.properties.topic_alias.is_none()));
+    // Alias 11 is above the maximum of 10.
+    let mut bad = publish("x", QoS::AtMostOnce, None, b"");
+    bad.properties.topic_alias = NonZeroU16::new(11);
+    net.send(p, &Packet::Publish(bad));
+    assert_eq!(
+        disconnect_code(&net.recv(p)),
+        Some(ReasonCode::TopicAliasInvalid)
+    );
+    assert!(net.is_closed(p));
+}
+
+#[test]
+fn unknown_topic_alias_is_a_protocol_error() {
+    let mut net = Net::new(1);
+    let p = net.client(V5, "p");
+    let mut m = publish("x", QoS::AtMostOnce, None, b"");
+    m.topic = culex::protocol::TopicName::empty_for_alias();
+    m.properties.topic_alias = NonZeroU16::new(1);
+    net.send(p, &Packet::Publish(m));
+    assert_eq!(
+        disconnect_code(&net.recv(p)),
+        Some(ReasonCode::ProtocolError)
+    );
+}
+
+#[test]
+fn message_expiry_counts_down_and_expired_messages_are_not_delivered() {
+    let mut net = Net::new(1);
+    let p = net.client(V5, "p");
+    let mut c = connect(V5, "offline", true);
+    c.properties.session_expiry_interval_s = Some(300);
+    let (sub, _) = net.connect_on(0, c.clone());
+    net.subscribe(sub, "e", QoS::AtLeastOnce);
+    net.lose(sub);
+    for (payload, expiry) in [(&b"short"[..], 2u32), (b"long", 10)] {
+        let mut m = publish("e", QoS::AtLeastOnce, Some(pid(1)), b"");
+        m.payload = bytes::Bytes::copy_from_slice(payload);
+        m.properties.message_expiry_interval_s = Some(expiry);
+        net.send(p, &Packet::Publish(m));
+    }
+    net.advance(Duration::from_secs(4));
+    c.clean_start = false;
+    let (sub, _) = net.connect_on(0, c);
+    let got = net.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].payload[..], b"long");
+    assert_eq!(got[0].properties.message_expiry_interval_s, Some(6));
+    assert_eq!(net.cores[0].stats().messages_expired_count, 1);
+}
+
+#[test]
+fn client_receive_maximum_bounds_the_inflight_window() {
+    let mut net = Net::new(2);
+    let sub_id = net.id_on(1, "slowack");
+    let mut c = connect(V5, &sub_id, true);
+    c.properties.receive_maximum = NonZeroU16::new(2);
+    let (sub, _) = net.connect_on(0, c);
+    let p = net.client(V5, &net.id_on(0, "p"));
+    net.subscribe(sub, "w", QoS::AtLeastOnce);
+    for _ in 0..5 {
+        net.publish(p, "w", QoS::AtLeastOnce, b"m");
+    }
+    let got = net.recv(sub);
+    let ids: Vec<_> = publishes(&got).iter().filter_map(|m| m.packet_id).collect();
+    assert_eq!(ids.len(), 2, "only the window is sent");
+    net.send(sub, &Packet::PubAck(ack(ids[0])));
+    assert_eq!(publishes(&net.recv(sub)).len(), 1, "one ack frees one slot");
+}
+
+#[test]
+fn inbound_receive_maximum_exceeded_disconnects_with_0x93() {
+    let limits = culex::limits::Limits {
+        receive_maximum: 2,
+        ..Default::default()
+    };
+    let mut net = Net::with_limits(1, limits);
+    let (p, connack) = net.connect_on(0, connect(V5, "flood", true));
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert_eq!(connack.properties.receive_maximum, NonZeroU16::new(2));
+    for id in 1..=3 {
+        net.send(
+            p,
+            &Packet::Publish(publish("f", QoS::ExactlyOnce, Some(pid(id)), b"x")),
+        );
+    }
+    assert_eq!(
+        disconnect_code(&net.recv(p)),
+        Some(ReasonCode::ReceiveMaximumExceeded)
+    );
+    assert_eq!(net.cores[0].stats().receive_maximum_exceeded_count, 1);
+}
+
+#[test]
+fn deliveries_above_the_clients_maximum_packet_size_are_dropped_and_counted() {
+    let mut net = Net::new(1);
+    let mut c = connect(V5, "small", true);
+    c.properties.maximum_packet_size_bytes = std::num::NonZeroU32::new(32);
+    let (sub, _) = net.connect_on(0, c);
+    net.subscribe(sub, "t", QoS::AtLeastOnce);
+    let p = net.client(V5, "p");
+    net.publish(p, "t", QoS::AtLeastOnce, &[b'x'; 64]);
+    net.publish(p, "t", QoS::AtLeastOnce, b"fits");
+    assert_eq!(payloads(&net.recv(sub)), vec!["fits"]);
+    assert_eq!(net.cores[0].stats().packet_too_large_dropped_count, 1);
+}
