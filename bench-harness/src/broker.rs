@@ -172,6 +172,9 @@ impl BrokerSpec {
                 c,
                 "--shards".into(),
                 self.placement.shards.to_string(),
+                // Its own pinning too: shard i goes on cpus[i], inside the taskset mask.
+                "--cpus".into(),
+                self.placement.cpus.clone(),
             ],
         }
     }
