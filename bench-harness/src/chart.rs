@@ -3,6 +3,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 use crate::stats::Spread;
@@ -54,7 +55,8 @@ pub fn bars(
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(90)
-        .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..top)
+        // A segmented range over 0..n holds n + 1 slots; 0..n-1 holds exactly one per bar.
+        .build_cartesian_2d((0..bars.len().max(2) - 1).into_segmented(), 0.0..top)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -102,8 +104,9 @@ pub fn bars(
         .draw_series(bars.iter().enumerate().map(|(i, (_, s))| {
             Text::new(
                 human(s.median),
-                (SegmentValue::CenterOf(i), s.max.max(s.median) + top * 0.02),
-                ("sans-serif", 15).into_font(),
+                (SegmentValue::CenterOf(i), s.max.max(s.median) + top * 0.01),
+                TextStyle::from(("sans-serif", 15).into_font())
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
             )
         }))
         .map_err(err)?;

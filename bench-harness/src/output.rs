@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::chart::{self, Curve};
 use crate::record::RunRecord;
 use crate::scenario::{Mode, ScenarioSpec};
-use crate::summary::{markdown_table, summarise, CellSummary, REFERENCE_BROKER};
+use crate::summary::{markdown_table, summarise, CellSummary, TableKind, REFERENCE_BROKER};
 
 /// Where and how the suite ran, recorded beside every figure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +114,21 @@ fn title_of(meta: &Meta, scenario: &str) -> String {
         .and_then(|s| s["title"].as_str())
         .unwrap_or(scenario)
         .to_string()
+}
+
+/// Scenarios in suite order with the table each belongs in.
+fn table_rows(meta: &Meta) -> Vec<(String, TableKind)> {
+    scenario_order(meta)
+        .into_iter()
+        .filter_map(|name| {
+            let kind = match mode_of(meta, &name)? {
+                Mode::Throughput => TableKind::Messages,
+                Mode::Idle | Mode::ConnRamp => TableKind::Connections,
+                Mode::LatencyCurve => return None,
+            };
+            Some((name, kind))
+        })
+        .collect()
 }
 
 fn scenario_order(meta: &Meta) -> Vec<String> {
@@ -313,7 +328,7 @@ fn render_readme(meta: &Meta, cells: &[CellSummary], dir: &Path, charts: &[PathB
         "Ratios are each broker's median over {REFERENCE_BROKER}'s median in the same run \
          (throughput: higher is better; CPU per message: lower is better).\n\n"
     );
-    out += &markdown_table(cells, &scenario_order(meta));
+    out += &markdown_table(cells, &table_rows(meta), &broker_order(cells, meta));
     let notes = cell_notes(cells);
     if !notes.is_empty() {
         out += "\nRun notes:\n\n";
@@ -348,7 +363,7 @@ fn render_latest(
         "\nReproduce (from the repository root):\n\n```sh\n{}\n```\n\n",
         meta.command
     );
-    out += &markdown_table(cells, &scenario_order(meta));
+    out += &markdown_table(cells, &table_rows(meta), &broker_order(cells, meta));
     let notes = cell_notes(cells);
     if !notes.is_empty() {
         out += "\nRun notes:\n\n";

@@ -161,19 +161,6 @@ impl RunRecord {
             _ => None,
         };
     }
-
-    /// What a reader should know about losses, in a few words.
-    pub fn loss_text(&self) -> String {
-        if self.expected_count == 0 {
-            return "-".into();
-        }
-        let pct = self.lost_count as f64 * 100.0 / self.expected_count as f64;
-        if self.lost_count == 0 {
-            "0".into()
-        } else {
-            format!("{} ({pct:.2}%)", self.lost_count)
-        }
-    }
 }
 
 /// Parses `setup took 1.23 s` from the loadgen's stderr.
@@ -217,7 +204,6 @@ mod tests {
         let lat = r.latency.expect("latency present");
         assert_eq!((lat.p50_us, lat.p999_us, lat.max_us), (1.0, 4.0, 9.0));
         assert_eq!(r.connect_failed.get("refused"), Some(&2));
-        assert_eq!(r.loss_text(), "10 (1.00%)");
         r.broker_cpu_s = Some(0.099);
         r.finish_cpu();
         let us = r.broker_cpu_us_per_msg.expect("cpu and deliveries");

@@ -202,6 +202,14 @@ impl Suite {
         };
         self.measure(cell, &running, &scratch, &logs, &mut record);
         record.broker_stop = running.stop();
+        if let Some(line) = limit_line(&broker_log) {
+            // What stopped the broker from taking more connections, in its own words.
+            let note = format!("broker log: {line}");
+            record.note = Some(match record.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
         let _ = std::fs::remove_dir_all(&scratch);
         record.finish_cpu();
         record
@@ -450,6 +458,26 @@ struct LoadgenRun {
     json: Value,
 }
 
+/// The first line of a broker log that names a resource limit (open files, memory,
+/// connection caps), trimmed to a readable length.
+pub fn limit_line(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let hit = text.lines().find(|l| {
+        let l = l.to_ascii_lowercase();
+        [
+            "open files",
+            "emfile",
+            "too many",
+            "out of memory",
+            "maximum connections",
+            "max_connections",
+        ]
+        .iter()
+        .any(|k| l.contains(k))
+    })?;
+    Some(hit.trim().chars().take(160).collect())
+}
+
 /// `[0, 2, 3]` as `0,2,3` for taskset.
 pub fn cpu_list(cpus: &[usize]) -> String {
     cpus.iter()
@@ -463,4 +491,30 @@ fn relative(path: &Path, base: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_lines_from_broker_logs() {
+        let dir = std::env::temp_dir().join(format!("culex-bench-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join("b.log");
+        std::fs::write(
+            &log,
+            "1700: mosquitto starting\n1701: Error: Too many open files\n",
+        )
+        .expect("write");
+        assert_eq!(
+            limit_line(&log).as_deref(),
+            Some("1701: Error: Too many open files")
+        );
+        std::fs::write(&log, "all fine\n").expect("write");
+        assert_eq!(limit_line(&log), None);
+        assert_eq!(limit_line(&dir.join("missing.log")), None);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(cpu_list(&[0, 2, 3]), "0,2,3");
+    }
 }

@@ -154,38 +154,81 @@ fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or("-".into(), |r| format!("{r:.2}×"))
 }
 
-/// The Markdown table of the headline cells (no latency-curve points: those are charted).
-pub fn markdown_table(cells: &[CellSummary], scenario_order: &[String]) -> String {
-    let mut out = String::from(
-        "| scenario | broker | delivered msg/s | vs Mosquitto | p50 µs | p99 µs | broker CPU µs/msg | \
-         CPU vs Mosquitto | broker RSS MiB | RSS/conn B | conns held | conn/s | lost |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for scenario in scenario_order {
-        for c in cells
+/// Which table a scenario's cells go in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// Messages: rates, latency, CPU per message, losses.
+    Messages,
+    /// Connections: how many are held, memory per connection, connect rate.
+    Connections,
+}
+
+fn lost_text(c: &CellSummary) -> String {
+    match c.expected_count {
+        0 => "-".to_string(),
+        _ if c.lost_count == 0 => "0".to_string(),
+        n => format!(
+            "{} ({:.2}%)",
+            c.lost_count,
+            c.lost_count as f64 * 100.0 / n as f64
+        ),
+    }
+}
+
+/// The Markdown tables of the headline cells, scenarios in suite order and brokers in run
+/// order (latency-curve points are charted, not tabled).
+pub fn markdown_table(
+    cells: &[CellSummary],
+    scenarios: &[(String, TableKind)],
+    brokers: &[String],
+) -> String {
+    let rows = |kind: TableKind| {
+        scenarios
             .iter()
-            .filter(|c| &c.scenario == scenario && c.load_fraction.is_none())
-        {
-            let lost = if c.expected_count == 0 {
-                "-".to_string()
-            } else {
-                format!("{}", c.lost_count)
-            };
+            .filter(move |(_, k)| *k == kind)
+            .flat_map(move |(name, _)| {
+                brokers.iter().filter_map(move |b| {
+                    cells.iter().find(|c| {
+                        &c.scenario == name && &c.broker == b && c.load_fraction.is_none()
+                    })
+                })
+            })
+    };
+    let mut out = String::from(
+        "| scenario | broker | delivered msg/s | vs Mosquitto | p50 µs | p99 µs | \
+         broker CPU µs/msg | CPU vs Mosquitto | broker RSS MiB | lost |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in rows(TableKind::Messages) {
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            c.scenario,
+            c.broker,
+            fmt_spread(&c.delivered_per_s, 1.0, ""),
+            fmt_ratio(c.throughput_ratio),
+            fmt_spread(&c.p50_us, 1.0, ""),
+            fmt_spread(&c.p99_us, 1.0, ""),
+            fmt_spread(&c.broker_cpu_us_per_msg, 1.0, ""),
+            fmt_ratio(c.cpu_ratio),
+            fmt_spread(&c.broker_rss_max_bytes, 1048576.0, ""),
+            lost_text(c),
+        );
+    }
+    if scenarios.iter().any(|(_, k)| *k == TableKind::Connections) {
+        out += "\n| scenario | broker | connections held | broker RSS MiB | RSS per connection, B \
+                | vs Mosquitto | connections/s | connect p99 µs |\n\
+                |---|---|---|---|---|---|---|---|\n";
+        for c in rows(TableKind::Connections) {
             out += &format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 c.scenario,
                 c.broker,
-                fmt_spread(&c.delivered_per_s, 1.0, ""),
-                fmt_ratio(c.throughput_ratio),
-                fmt_spread(&c.p50_us, 1.0, ""),
-                fmt_spread(&c.p99_us, 1.0, ""),
-                fmt_spread(&c.broker_cpu_us_per_msg, 1.0, ""),
-                fmt_ratio(c.cpu_ratio),
+                fmt_spread(&c.held_count, 1.0, ""),
                 fmt_spread(&c.broker_rss_max_bytes, 1048576.0, ""),
                 fmt_spread(&c.rss_per_conn_bytes, 1.0, ""),
-                fmt_spread(&c.held_count, 1.0, ""),
+                fmt_ratio(c.rss_per_conn_ratio),
                 fmt_spread(&c.conn_per_s, 1.0, ""),
-                lost,
+                fmt_spread(&c.connect_p99_us, 1.0, ""),
             );
         }
     }
@@ -238,10 +281,20 @@ mod tests {
             .find(|c| c.broker == "mosquitto")
             .expect("cell");
         assert_eq!(mosq.throughput_ratio, Some(1.0));
-        let table = markdown_table(&cells, &["pairs".to_string()]);
+        let brokers = ["mosquitto".to_string(), "culex-1".to_string()];
+        let table = markdown_table(&cells, &[("pairs".into(), TableKind::Messages)], &brokers);
         assert!(
             table.contains("| pairs | culex-1 | 1000 ±10% | 10.00× |"),
             "{table}"
+        );
+        let mosquitto_row = table.find("| pairs | mosquitto |").expect("row");
+        assert!(
+            mosquitto_row < table.find("| pairs | culex-1 |").expect("row"),
+            "run order"
+        );
+        assert!(
+            !table.contains("connections held"),
+            "no connection scenario, no table"
         );
     }
 
