@@ -47,9 +47,18 @@ else
     version_arg=()
     [ -n "$RUMQTTD_VERSION" ] && version_arg=(--version "$RUMQTTD_VERSION")
     # Its own target dir: the rumqttd build must not churn the workspace's shared cache.
-    nice -n 10 cargo install rumqttd --locked "${version_arg[@]}" --root "$PEERS_DIR" \
-        --target-dir "${CARGO_TARGET_DIR:-/tmp}/peers-build" -j "${PEERS_BUILD_JOBS:-1}" \
-        || failed+=("rumqttd (cargo)")
+    install_rumqttd() {
+        nice -n 10 cargo install rumqttd "$@" "${version_arg[@]}" --root "$PEERS_DIR" \
+            --target-dir "${CARGO_TARGET_DIR:-/tmp}/peers-build" -j "${PEERS_BUILD_JOBS:-1}"
+    }
+    # rumqttd 0.20's lock file pins metrics 0.22.1, which newer rustc rejects (E0521, a
+    # lifetime escaping through a raw-pointer cast). Without --locked cargo picks the newest
+    # semver-compatible releases, which build; the version used is printed either way.
+    install_rumqttd --locked || {
+        echo "install-peers: rumqttd does not build with its lock file on $(rustc --version);"
+        echo "install-peers: retrying without --locked (semver-compatible dependency updates)"
+        install_rumqttd
+    } || failed+=("rumqttd (cargo)")
 fi
 
 echo "install-peers: found:"
