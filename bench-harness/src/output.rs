@@ -158,6 +158,9 @@ fn write_charts(dir: &Path, meta: &Meta, cells: &[CellSummary]) -> Result<Vec<Pa
     let brokers = broker_order(cells, meta);
     for scenario in scenario_order(meta) {
         let mine: Vec<&CellSummary> = cells.iter().filter(|c| c.scenario == scenario).collect();
+        if mine.is_empty() {
+            continue; // not run (yet): the suite writes after every scenario
+        }
         let title = title_of(meta, &scenario);
         let path = dir.join("charts").join(format!("{scenario}.svg"));
         let result = match mode_of(meta, &scenario) {
@@ -196,9 +199,11 @@ fn write_charts(dir: &Path, meta: &Meta, cells: &[CellSummary]) -> Result<Vec<Pa
     }
     let memory = memory_series(&brokers, cells, meta);
     let path = dir.join("charts").join("memory-vs-connections.svg");
-    match chart::memory(&path, "Broker RSS vs idle connections held", &memory) {
-        Ok(()) => written.push(path),
-        Err(e) => eprintln!("note: {e}"),
+    if !memory.is_empty() {
+        match chart::memory(&path, "Broker RSS vs idle connections held", &memory) {
+            Ok(()) => written.push(path),
+            Err(e) => eprintln!("note: {e}"),
+        }
     }
     Ok(written)
 }
@@ -256,10 +261,8 @@ fn memory_series(
                 .iter()
                 .filter(|c| &c.broker == b && mode_of(meta, &c.scenario) == Some(Mode::Idle))
                 .filter_map(|c| {
-                    Some((
-                        c.held_count?.median,
-                        c.broker_rss_max_bytes?.median / 1048576.0,
-                    ))
+                    let held = c.broker_conn_count.or(c.held_count)?.median;
+                    Some((held, c.broker_rss_max_bytes?.median / 1048576.0))
                 })
                 .filter(|p| p.0 > 0.0)
                 .collect();

@@ -66,7 +66,11 @@ pub struct RunRecord {
     pub window_sample_count: usize,
     pub broker_rss_baseline_bytes: u64,
     pub broker_rss_max_bytes: u64,
-    /// (RSS in the window − RSS before any client) / connections held.
+    /// File descriptors the broker held: before any client, and at most in the window.
+    pub broker_fd_baseline_count: u64,
+    pub broker_fd_max_count: Option<u64>,
+    /// (RSS in the window − RSS before any client) / connections the broker held (its open
+    /// descriptors over the baseline; the loadgen's count where fds were not sampled).
     pub rss_per_conn_bytes: Option<f64>,
     pub connected_count: u64,
     pub held_count: u64,

@@ -227,6 +227,7 @@ impl Suite {
         // Let the broker settle so the baseline is its resting size, not its start-up peak.
         std::thread::sleep(Duration::from_millis(200));
         record.broker_rss_baseline_bytes = sample::rss_bytes(running.pid).unwrap_or(0);
+        record.broker_fd_baseline_count = sample::fd_count(running.pid).unwrap_or(0);
         let sampler = Sampler::start(running.pid, self.options.sample_period);
         let spawned_at_s = sampler.started().elapsed().as_secs_f64();
         let perf = self.options.perf_stat.as_ref().and_then(|(events, out)| {
@@ -278,11 +279,18 @@ impl Suite {
             record.window_sample_count = w.sample_count;
             record.broker_cpu_s = Some(w.cpu_s);
             record.broker_rss_max_bytes = w.rss_max_bytes;
+            record.broker_fd_max_count = w.fd_max_count;
         }
-        if record.held_count > 0 && record.broker_rss_max_bytes > 0 {
+        // The broker's own descriptors say how many connections it really holds: a client
+        // that got its CONNACK and never reads again cannot tell that it was closed since.
+        let held = match record.broker_fd_max_count {
+            Some(fds) => fds.saturating_sub(record.broker_fd_baseline_count),
+            None => record.held_count,
+        };
+        if held > 0 && record.broker_rss_max_bytes > 0 {
             let grown =
                 record.broker_rss_max_bytes as f64 - record.broker_rss_baseline_bytes as f64;
-            record.rss_per_conn_bytes = Some(grown / record.held_count as f64);
+            record.rss_per_conn_bytes = Some(grown / held as f64);
         }
         record.ok = record.window_s > 0.0;
         if record.connected_count == 0 {

@@ -16,6 +16,8 @@ pub struct ProcSample {
     /// User + system CPU seconds the process has used since it started (all its threads).
     pub cpu_s: f64,
     pub rss_bytes: u64,
+    /// Open file descriptors (every tenth sample: listing 20,000 of them is not free).
+    pub fd_count: Option<u64>,
 }
 
 /// Clock ticks per second for `/proc/PID/stat` times.
@@ -64,6 +66,11 @@ pub fn parse_status_rss_bytes(status: &str) -> Option<u64> {
     }
 }
 
+/// Open file descriptors of `pid` (sockets included), or `None` when the process is gone.
+pub fn fd_count(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
 /// Samples one process every `period` on its own thread until `stop`.
 pub struct Sampler {
     samples: Arc<Mutex<Vec<ProcSample>>>,
@@ -78,25 +85,28 @@ impl Sampler {
         let samples = Arc::new(Mutex::new(Vec::with_capacity(4096)));
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
-        let take = move |out: &Mutex<Vec<ProcSample>>| {
+        let take = move |out: &Mutex<Vec<ProcSample>>, n: u64| {
             if let (Some(cpu_s), Some(rss)) = (cpu_seconds(pid), rss_bytes(pid)) {
                 let s = ProcSample {
                     at_s: started.elapsed().as_secs_f64(),
                     cpu_s,
                     rss_bytes: rss,
+                    fd_count: if n % 10 == 0 { fd_count(pid) } else { None },
                 };
                 out.lock()
                     .expect("the sampler never panics holding the lock")
                     .push(s);
             }
         };
-        take(&samples);
+        take(&samples, 0);
         let thread = {
             let (samples, stop) = (samples.clone(), stop.clone());
             std::thread::spawn(move || {
+                let mut n = 0;
                 while !stop.load(Ordering::Acquire) {
                     std::thread::sleep(period);
-                    take(&samples);
+                    n += 1;
+                    take(&samples, n);
                 }
             })
         };
@@ -139,6 +149,8 @@ pub struct WindowFigures {
     pub cpu_s: f64,
     pub rss_max_bytes: u64,
     pub rss_mean_bytes: u64,
+    /// The most file descriptors seen open in the window (None: no fd sample fell in it).
+    pub fd_max_count: Option<u64>,
     /// How many samples fell inside the window (few means the figures are rough).
     pub sample_count: usize,
 }
@@ -191,6 +203,7 @@ pub fn window(samples: &[ProcSample], from_s: f64, to_s: f64) -> Option<WindowFi
         cpu_s: cpu_s.max(0.0),
         rss_max_bytes,
         rss_mean_bytes,
+        fd_max_count: inside.iter().filter_map(|s| s.fd_count).max(),
         sample_count: inside.len(),
     })
 }
@@ -254,6 +267,22 @@ mod tests {
     }
 
     #[test]
+    fn fd_count_sees_our_own_files() {
+        let me = std::process::id();
+        let before = fd_count(me).expect("our own /proc/PID/fd is listable");
+        let files: Vec<std::fs::File> = (0..20)
+            .map(|_| std::fs::File::open("/proc/self/stat").expect("open"))
+            .collect();
+        let during = fd_count(me).expect("listable");
+        drop(files);
+        // Other test threads may open or close a few files meanwhile.
+        assert!(
+            during >= before + 15,
+            "{before} -> {during} with 20 more files open"
+        );
+    }
+
+    #[test]
     fn stat_with_a_hostile_command_name() {
         // comm may hold spaces and parentheses; the fields after the last ')' are what count.
         let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 5 1 1";
@@ -282,11 +311,13 @@ mod tests {
             at_s,
             cpu_s,
             rss_bytes,
+            fd_count: Some(rss_bytes / 100),
         };
         let series = [s(0.0, 1.0, 100), s(1.0, 2.0, 300), s(2.0, 4.0, 200)];
         let w = window(&series, 0.5, 1.5).expect("inside");
         assert!((w.cpu_s - (3.0 - 1.5)).abs() < 1e-9, "{}", w.cpu_s);
         assert_eq!((w.rss_max_bytes, w.sample_count), (300, 1));
+        assert_eq!(w.fd_max_count, Some(3));
         let w = window(&series, -1.0, 9.0).expect("clamped");
         assert!((w.cpu_s - 3.0).abs() < 1e-9);
         assert_eq!(w.rss_mean_bytes, 200);

@@ -29,6 +29,8 @@ pub struct CellSummary {
     pub broker_rss_max_bytes: Option<Spread>,
     pub rss_per_conn_bytes: Option<Spread>,
     pub held_count: Option<Spread>,
+    /// Connections the broker held by its own descriptor count (over its baseline).
+    pub broker_conn_count: Option<Spread>,
     pub conn_per_s: Option<Spread>,
     pub connect_p99_us: Option<Spread>,
     pub lost_count: u64,
@@ -116,6 +118,10 @@ fn summarise_cell(g: &[&RunRecord]) -> CellSummary {
         broker_rss_max_bytes: spread_of(g, |r| Some(r.broker_rss_max_bytes as f64)),
         rss_per_conn_bytes: spread_of(g, |r| r.rss_per_conn_bytes),
         held_count: spread_of(g, |r| Some(r.held_count as f64)),
+        broker_conn_count: spread_of(g, |r| {
+            r.broker_fd_max_count
+                .map(|f| f.saturating_sub(r.broker_fd_baseline_count) as f64)
+        }),
         conn_per_s: spread_of(g, |r| r.conn_per_s),
         connect_p99_us: spread_of(g, |r| r.connect_latency.map(|l| l.p99_us)),
         lost_count: g.iter().map(|r| r.lost_count).sum(),
@@ -215,15 +221,16 @@ pub fn markdown_table(
         );
     }
     if scenarios.iter().any(|(_, k)| *k == TableKind::Connections) {
-        out += "\n| scenario | broker | connections held | broker RSS MiB | RSS per connection, B \
+        out += "\n| scenario | broker | held (loadgen) | held (broker fds) | broker RSS MiB | RSS per connection, B \
                 | vs Mosquitto | connections/s | connect p99 µs |\n\
-                |---|---|---|---|---|---|---|---|\n";
+                |---|---|---|---|---|---|---|---|---|\n";
         for c in rows(TableKind::Connections) {
             out += &format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 c.scenario,
                 c.broker,
                 fmt_spread(&c.held_count, 1.0, ""),
+                fmt_spread(&c.broker_conn_count, 1.0, ""),
                 fmt_spread(&c.broker_rss_max_bytes, 1048576.0, ""),
                 fmt_spread(&c.rss_per_conn_bytes, 1.0, ""),
                 fmt_ratio(c.rss_per_conn_ratio),
