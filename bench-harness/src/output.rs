@@ -361,6 +361,12 @@ fn render_latest(
          `summary.json`, the charts, and the broker and loadgen logs.\n\n",
     );
     out += &format!("Latest: [`{rel}/`]({rel}/)\n\n");
+    // Observations people wrote about these figures live beside the table, not in it: the
+    // table is regenerated on every run, notes.md is not.
+    if let Ok(notes) = std::fs::read_to_string(base.join("notes.md")) {
+        out += notes.trim_end();
+        out += "\n\n";
+    }
     out += &header(meta);
     out += &format!(
         "\nReproduce (from the repository root):\n\n```sh\n{}\n```\n\n",
