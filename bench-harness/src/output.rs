@@ -257,14 +257,22 @@ fn memory_series(
     brokers
         .iter()
         .filter_map(|b| {
-            let pts: Vec<(f64, f64)> = cells
+            let idle = cells
                 .iter()
-                .filter(|c| &c.broker == b && mode_of(meta, &c.scenario) == Some(Mode::Idle))
+                .filter(|c| &c.broker == b && mode_of(meta, &c.scenario) == Some(Mode::Idle));
+            // The broker at rest anchors the line at zero connections.
+            let rest = idle
+                .clone()
+                .filter_map(|c| c.broker_rss_baseline_bytes.map(|s| s.median / 1048576.0))
+                .reduce(f64::min)
+                .map(|mib| (0.0, mib));
+            let pts: Vec<(f64, f64)> = idle
                 .filter_map(|c| {
                     let held = c.broker_conn_count.or(c.held_count)?.median;
                     Some((held, c.broker_rss_max_bytes?.median / 1048576.0))
                 })
                 .filter(|p| p.0 > 0.0)
+                .chain(rest)
                 .collect();
             (!pts.is_empty()).then(|| (b.clone(), pts))
         })

@@ -27,6 +27,8 @@ pub struct CellSummary {
     pub p999_us: Option<Spread>,
     pub broker_cpu_us_per_msg: Option<Spread>,
     pub broker_rss_max_bytes: Option<Spread>,
+    /// The broker's RSS after start-up, before any client.
+    pub broker_rss_baseline_bytes: Option<Spread>,
     pub rss_per_conn_bytes: Option<Spread>,
     pub held_count: Option<Spread>,
     /// Connections the broker held by its own descriptor count (over its baseline).
@@ -116,6 +118,7 @@ fn summarise_cell(g: &[&RunRecord]) -> CellSummary {
         p999_us: spread_of(g, |r| r.latency.map(|l| l.p999_us)),
         broker_cpu_us_per_msg: spread_of(g, |r| r.broker_cpu_us_per_msg),
         broker_rss_max_bytes: spread_of(g, |r| Some(r.broker_rss_max_bytes as f64)),
+        broker_rss_baseline_bytes: spread_of(g, |r| Some(r.broker_rss_baseline_bytes as f64)),
         rss_per_conn_bytes: spread_of(g, |r| r.rss_per_conn_bytes),
         held_count: spread_of(g, |r| Some(r.held_count as f64)),
         broker_conn_count: spread_of(g, |r| {
