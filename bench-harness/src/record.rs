@@ -35,8 +35,10 @@ impl Latency {
     }
 }
 
-/// Everything kept from one run.
+/// Everything kept from one run. Fields added later read as their defaults, so `report`
+/// still redraws older results folders.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunRecord {
     pub scenario: String,
     pub broker: String,
