@@ -202,6 +202,7 @@ impl Suite {
         };
         self.measure(cell, &running, &scratch, &logs, &mut record);
         record.broker_stop = running.stop();
+        trim_log(&broker_log, LOG_KEEP_BYTES);
         if let Some(line) = limit_line(&broker_log) {
             // What stopped the broker from taking more connections, in its own words.
             let note = format!("broker log: {line}");
@@ -466,6 +467,31 @@ struct LoadgenRun {
     json: Value,
 }
 
+/// A broker log kept in the results folder is cut to its head and tail past this size (NATS
+/// logs a line per refused connection: 14 MB in one 100k run).
+pub const LOG_KEEP_BYTES: usize = 256 * 1024;
+
+/// Keeps the first and last `max_bytes / 2` of a log, with a line saying what was cut.
+pub fn trim_log(path: &Path, max_bytes: usize) {
+    let Ok(text) = std::fs::read(path) else {
+        return;
+    };
+    if text.len() <= max_bytes {
+        return;
+    }
+    let half = max_bytes / 2;
+    let mut out = text[..half].to_vec();
+    out.extend_from_slice(
+        format!(
+            "\n[… culex-bench cut {} bytes here …]\n",
+            text.len() - 2 * half
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&text[text.len() - half..]);
+    let _ = std::fs::write(path, out);
+}
+
 /// The first line of a broker log that names a resource limit (open files, memory,
 /// connection caps), trimmed to a readable length.
 pub fn limit_line(log: &Path) -> Option<String> {
@@ -524,5 +550,22 @@ mod tests {
         assert_eq!(limit_line(&dir.join("missing.log")), None);
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(cpu_list(&[0, 2, 3]), "0,2,3");
+    }
+
+    #[test]
+    fn long_logs_keep_head_and_tail() {
+        let dir = std::env::temp_dir().join(format!("culex-bench-trim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join("b.log");
+        let text = format!("FIRST\n{}LAST\n", "x".repeat(10_000));
+        std::fs::write(&log, &text).expect("write");
+        trim_log(&log, 100);
+        let cut = std::fs::read_to_string(&log).expect("read");
+        assert!(cut.starts_with("FIRST") && cut.ends_with("LAST\n"), "{cut}");
+        assert!(cut.len() < 200 && cut.contains("cut 9911 bytes"), "{cut}");
+        std::fs::write(&log, "short\n").expect("write");
+        trim_log(&log, 100);
+        assert_eq!(std::fs::read_to_string(&log).expect("read"), "short\n");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
