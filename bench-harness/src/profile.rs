@@ -127,16 +127,22 @@ pub fn run(opts: &ProfileOptions) -> Result<Value, String> {
     // Pass 2: callgrind at a fixed pace, so the count only moves when the code does.
     let cg_dir = opts.out_dir.join("callgrind");
     std::fs::create_dir_all(&cg_dir).map_err(|e| format!("{}: {e}", cg_dir.display()))?;
-    // Mosquitto drops root for its own user: it must still be able to write its profile.
-    let _ = std::process::Command::new("chmod")
-        .arg("0777")
-        .arg(&cg_dir)
-        .status();
+    // Mosquitto started as root drops to its own user before valgrind writes the profile:
+    // the file must exist already and be writable by anyone.
+    let cg_file = cg_dir.join("callgrind.out");
+    std::fs::write(&cg_file, "").map_err(|e| format!("{}: {e}", cg_file.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for (p, mode) in [(&cg_dir, 0o777), (&cg_file, 0o666)] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+    }
     let mut broker = opts.broker.clone();
     broker.wrapper = vec![
         "valgrind".into(),
         "--tool=callgrind".into(),
-        format!("--callgrind-out-file={}/callgrind.out.%p", cg_dir.display()),
+        format!("--callgrind-out-file={}", cg_file.display()),
     ];
     let mut paced = toml::Table::new();
     if !matches!(mode, Mode::Idle | Mode::ConnRamp) {
@@ -150,16 +156,17 @@ pub fn run(opts: &ProfileOptions) -> Result<Value, String> {
     s.run_all(std::slice::from_ref(&scenario));
     let cg_run = only_record(&s, "callgrind pass")?;
     let (cg_n, _) = units(&cg_run, mode);
-    let total_ir = std::fs::read_dir(&cg_dir)
-        .map_err(|e| format!("{}: {e}", cg_dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("callgrind.out."))
-        })
-        .filter_map(|p| parse_callgrind_total(&std::fs::read_to_string(p).ok()?))
-        .sum::<u64>();
+    let total_ir = std::fs::read_to_string(&cg_file)
+        .ok()
+        .and_then(|t| parse_callgrind_total(&t))
+        .unwrap_or(0);
+    if total_ir == 0 {
+        eprintln!(
+            "note: no callgrind total in {} (see the broker log under {})",
+            cg_file.display(),
+            cg_dir.join("logs").display()
+        );
+    }
 
     let result = json!({
         "scenario": opts.scenario.name,
