@@ -4,7 +4,7 @@
 #      durations): task clock, context switches, CPU migrations, syscalls, and cycles and
 #      instructions where the machine has a PMU (a VM usually reports them "not supported").
 #   2. `valgrind --tool=callgrind` running the broker under the same scenario paced at a fixed
-#      rate, for a total instruction count and instructions per message: stable on a noisy
+#      rate and at twice it: the difference is the instructions per message, stable on a noisy
 #      machine, so compare it across commits for hot-path changes.
 # Output: results/profiles/<date>-<commit>-<scenario>-<broker>/profile.json (+ raw files).
 #

@@ -221,6 +221,12 @@ impl BrokerSpec {
         let mut running = Running {
             pid: child.id(),
             port: ports.mqtt,
+            // Under valgrind a clean shutdown (which is when callgrind writes) takes far longer.
+            stop_grace: if self.wrapper.is_empty() {
+                Duration::from_secs(10)
+            } else {
+                Duration::from_secs(90)
+            },
             child: Some(child),
             name,
         };
@@ -343,6 +349,8 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
 pub struct Running {
     pub pid: u32,
     pub port: u16,
+    /// How long SIGTERM has before SIGKILL.
+    stop_grace: Duration,
     child: Option<Child>,
     name: &'static str,
 }
@@ -358,7 +366,7 @@ impl Running {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// SIGTERM, up to 10 s to exit, then SIGKILL. Returns how it ended, for the record.
+    /// SIGTERM, up to `stop_grace` to exit, then SIGKILL. Returns how it ended, for the record.
     pub fn stop(&mut self) -> String {
         let Some(mut child) = self.child.take() else {
             return "already stopped".into();
@@ -370,7 +378,7 @@ impl Running {
         // SAFETY: kill() only sends a signal; `pid` is our own child, not yet reaped (try_wait
         // above saw it running), so the PID cannot have been reused by another process.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + self.stop_grace;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
                 return format!("stopped by SIGTERM ({status})");
@@ -379,7 +387,10 @@ impl Running {
         }
         let _ = child.kill();
         let _ = child.wait();
-        format!("{} ignored SIGTERM for 10 s; killed", self.name)
+        format!(
+            "{} ignored SIGTERM for {:?}; killed",
+            self.name, self.stop_grace
+        )
     }
 }
 

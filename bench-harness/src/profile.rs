@@ -23,7 +23,8 @@ pub struct ProfileOptions {
     pub loadgen_cpus: Vec<usize>,
     pub out_dir: PathBuf,
     pub quick: bool,
-    /// Messages per second over all publishers under callgrind (it runs the broker ~50× slower).
+    /// Messages per second over all publishers under callgrind (it runs the broker ~50× slower);
+    /// a second pass runs at twice this.
     pub callgrind_rate: f64,
     pub callgrind_duration_s: f64,
 }
@@ -144,29 +145,48 @@ pub fn run(opts: &ProfileOptions) -> Result<Value, String> {
         "--tool=callgrind".into(),
         format!("--callgrind-out-file={}", cg_file.display()),
     ];
-    let mut paced = toml::Table::new();
-    if !matches!(mode, Mode::Idle | Mode::ConnRamp) {
-        paced.insert("total_rate".into(), opts.callgrind_rate.into());
-        paced.insert("rate".into(), 0.0.into());
+    // Two paced runs of the same length, the second at twice the rate: the difference cancels
+    // start-up, connects and shutdown *and* whatever the broker spends per second of idling
+    // (timers, polling), leaving the instructions each extra message costs.
+    let mut passes = Vec::new();
+    for (k, rate) in [opts.callgrind_rate, 2.0 * opts.callgrind_rate]
+        .into_iter()
+        .enumerate()
+    {
+        let mut paced = toml::Table::new();
+        if !matches!(mode, Mode::Idle | Mode::ConnRamp) {
+            paced.insert("total_rate".into(), rate.into());
+            paced.insert("rate".into(), 0.0.into());
+        }
+        paced.insert("duration_s".into(), opts.callgrind_duration_s.into());
+        paced.insert("warmup_s".into(), 0.0.into());
+        let scenario = opts.scenario.with_overrides(&paced)?;
+        let mut s = suite(opts, &cg_dir.join(format!("pass{k}")), broker.clone(), None);
+        std::fs::write(&cg_file, "").map_err(|e| format!("{}: {e}", cg_file.display()))?;
+        s.run_all(std::slice::from_ref(&scenario));
+        let run = only_record(&s, "callgrind pass")?;
+        let ir = std::fs::read_to_string(&cg_file)
+            .ok()
+            .and_then(|t| parse_callgrind_total(&t));
+        let kept = cg_dir.join(format!("callgrind.out.pass{k}"));
+        let _ = std::fs::rename(&cg_file, &kept);
+        if ir.is_none() {
+            eprintln!(
+                "note: no callgrind total in {} (broker {}; its log is under {})",
+                kept.display(),
+                run.broker_stop,
+                cg_dir.display()
+            );
+        }
+        passes.push(json!({
+            "total_rate": rate,
+            "duration_s": opts.callgrind_duration_s,
+            "units": units(&run, mode).0,
+            "total_instructions": ir,
+            "broker_stop": run.broker_stop,
+        }));
     }
-    paced.insert("duration_s".into(), opts.callgrind_duration_s.into());
-    paced.insert("warmup_s".into(), 0.0.into());
-    let scenario = opts.scenario.with_overrides(&paced)?;
-    let mut s = suite(opts, &cg_dir, broker, None);
-    s.run_all(std::slice::from_ref(&scenario));
-    let cg_run = only_record(&s, "callgrind pass")?;
-    let (cg_n, _) = units(&cg_run, mode);
-    let total_ir = std::fs::read_to_string(&cg_file)
-        .ok()
-        .and_then(|t| parse_callgrind_total(&t))
-        .unwrap_or(0);
-    if total_ir == 0 {
-        eprintln!(
-            "note: no callgrind total in {} (see the broker log under {})",
-            cg_file.display(),
-            cg_dir.join("logs").display()
-        );
-    }
+    let marginal = marginal_per_unit(&passes);
 
     let result = json!({
         "scenario": opts.scenario.name,
@@ -181,18 +201,27 @@ pub fn run(opts: &ProfileOptions) -> Result<Value, String> {
                      unsupported counters (no PMU in a VM) are null",
         },
         "callgrind": {
-            "total_instructions": (total_ir > 0).then_some(total_ir),
-            "units": cg_n,
-            "instructions_per_unit": (total_ir > 0 && cg_n > 0.0).then(|| total_ir as f64 / cg_n),
-            "paced_total_rate": opts.callgrind_rate,
-            "duration_s": opts.callgrind_duration_s,
-            "note": "includes start-up, connects and shutdown: compare runs of the same scenario",
+            "passes": passes,
+            "instructions_per_unit": marginal,
+            "note": "instructions_per_unit = (Ir at 2×rate - Ir at rate) / (units at 2×rate - \
+                     units at rate), same duration: start-up, connects, shutdown and idle \
+                     time cancel out",
         },
     });
     let path = opts.out_dir.join("profile.json");
     let text = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(result)
+}
+
+/// (Ir₂ − Ir₁) / (units₂ − units₁) over two passes, `None` unless both counted and the
+/// longer pass did more work.
+pub fn marginal_per_unit(passes: &[Value]) -> Option<f64> {
+    let get = |p: &Value, k: &str| p.get(k).and_then(Value::as_f64);
+    let (a, b) = (passes.first()?, passes.get(1)?);
+    let (ir_a, ir_b) = (get(a, "total_instructions")?, get(b, "total_instructions")?);
+    let (n_a, n_b) = (get(a, "units")?, get(b, "units")?);
+    (n_b > n_a).then(|| (ir_b - ir_a) / (n_b - n_a))
 }
 
 #[cfg(test)]
@@ -212,6 +241,18 @@ mod tests {
         assert_eq!(parsed[1], ("context-switches".to_string(), Some(1234.0)));
         assert_eq!(parsed[2].1, Some(98765.0));
         assert_eq!(parsed[3], ("task-clock".to_string(), Some(12.5)));
+    }
+
+    #[test]
+    fn marginal_cost_cancels_fixed_cost() {
+        // 5M instructions of start-up plus 2,000 per message.
+        let pass = |n: f64| json!({ "units": n, "total_instructions": 5e6 + 2000.0 * n });
+        let m = marginal_per_unit(&[pass(1000.0), pass(3000.0)]).expect("two passes");
+        assert!((m - 2000.0).abs() < 1e-9, "{m}");
+        assert_eq!(marginal_per_unit(&[pass(1000.0)]), None);
+        let missing = json!({ "units": 3000.0, "total_instructions": null });
+        assert_eq!(marginal_per_unit(&[pass(1000.0), missing]), None);
+        assert_eq!(marginal_per_unit(&[pass(1000.0), pass(1000.0)]), None);
     }
 
     #[test]
