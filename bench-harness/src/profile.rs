@@ -128,16 +128,12 @@ pub fn run(opts: &ProfileOptions) -> Result<Value, String> {
     // Pass 2: callgrind at a fixed pace, so the count only moves when the code does.
     let cg_dir = opts.out_dir.join("callgrind");
     std::fs::create_dir_all(&cg_dir).map_err(|e| format!("{}: {e}", cg_dir.display()))?;
-    // Mosquitto started as root drops to its own user before valgrind writes the profile:
-    // the file must exist already and be writable by anyone.
+    // Mosquitto drops root before valgrind writes: the directory and the file are open to all.
     let cg_file = cg_dir.join("callgrind.out");
-    std::fs::write(&cg_file, "").map_err(|e| format!("{}: {e}", cg_file.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
-        for (p, mode) in [(&cg_dir, 0o777), (&cg_file, 0o666)] {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| format!("{}: {e}", p.display()))?;
-        }
+        std::fs::set_permissions(&cg_dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| format!("{}: {e}", cg_dir.display()))?;
     }
     let mut broker = opts.broker.clone();
     broker.wrapper = vec![
@@ -162,7 +158,7 @@ pub fn run(opts: &ProfileOptions) -> Result<Value, String> {
         paced.insert("warmup_s".into(), 0.0.into());
         let scenario = opts.scenario.with_overrides(&paced)?;
         let mut s = suite(opts, &cg_dir.join(format!("pass{k}")), broker.clone(), None);
-        std::fs::write(&cg_file, "").map_err(|e| format!("{}: {e}", cg_file.display()))?;
+        fresh_writable(&cg_file)?;
         s.run_all(std::slice::from_ref(&scenario));
         let run = only_record(&s, "callgrind pass")?;
         let ir = std::fs::read_to_string(&cg_file)
@@ -178,11 +174,13 @@ pub fn run(opts: &ProfileOptions) -> Result<Value, String> {
                 cg_dir.display()
             );
         }
+        let n = units(&run, mode).0;
         passes.push(json!({
             "total_rate": rate,
             "duration_s": opts.callgrind_duration_s,
-            "units": units(&run, mode).0,
+            "units": n,
             "total_instructions": ir,
+            "instructions_per_unit_with_fixed_costs": ir.filter(|_| n > 0.0).map(|ir| ir as f64 / n),
             "broker_stop": run.broker_stop,
         }));
     }
@@ -212,6 +210,15 @@ pub fn run(opts: &ProfileOptions) -> Result<Value, String> {
     let text = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(result)
+}
+
+/// An empty file anyone may write: Mosquitto started as root drops to its own user before
+/// valgrind writes the profile into it.
+fn fresh_writable(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, "").map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// (Ir₂ − Ir₁) / (units₂ − units₁) over two passes, `None` unless both counted and the
