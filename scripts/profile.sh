@@ -22,4 +22,4 @@ cd "$(dirname "$0")/.."
 for tool in perf valgrind taskset; do
     command -v "$tool" >/dev/null || { echo "profile.sh: $tool is not installed" >&2; exit 1; }
 done
-exec cargo run --release -q -p culex-bench -- profile "$scenario" --broker "$broker" "$@"
+exec cargo run -q -p culex-bench -- profile "$scenario" --broker "$broker" "$@"

@@ -365,8 +365,9 @@ fn unique_dir(base: &Path) -> PathBuf {
 
 /// The command that reruns exactly this suite, from the repository root.
 fn reproduce_command(args: &RunArgs) -> String {
-    let mut cmd =
-        String::from("scripts/install-peers.sh\ncargo run --release -p culex-bench -- run");
+    // The harness itself needs no optimisation (it builds culex and the loadgen in release);
+    // a debug build of it skips a fat-LTO link.
+    let mut cmd = String::from("scripts/install-peers.sh\ncargo run -p culex-bench -- run");
     if args.quick {
         cmd += " --quick";
     } else if args.repeat != 3 {
