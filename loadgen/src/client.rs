@@ -8,7 +8,6 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use rustc_hash::FxHashMap;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -18,7 +17,7 @@ use std::time::Duration;
 
 use crate::scenario::{ClientPlan, Role};
 use crate::schedule::Schedule;
-use crate::signal::{Notify, DROP, FLOW, PING, RUN, STOP};
+use crate::signal::{DROP, FLOW, PING, RUN, STOP};
 use crate::stamp::Stamp;
 use crate::track::SeqTracker;
 use crate::wire::{self, Frame};
@@ -395,25 +394,6 @@ impl Pacer {
     }
 }
 
-fn rate_of(core: &Core) -> Option<f64> {
-    let sc = &core.scenario;
-    if sc.rate > 0.0 {
-        Some(sc.rate)
-    } else if sc.total_rate > 0.0 {
-        // The plan's publisher count is what the total is divided by.
-        let pubs = match sc.kind {
-            crate::scenario::Kind::FanOut => 1,
-            crate::scenario::Kind::Pairs | crate::scenario::Kind::Mixed => sc.conns,
-            _ => sc.publishers,
-        };
-        Some(sc.total_rate / pubs.max(1) as f64)
-    } else if sc.kind == crate::scenario::Kind::Mixed {
-        Some(1.0)
-    } else {
-        None
-    }
-}
-
 /// A QoS 0 publisher: nothing comes back, so the task only writes.
 async fn publish_qos0(
     core: &Core,
@@ -427,7 +407,7 @@ async fn publish_qos0(
         return Ok(());
     }
     let sc = &core.scenario;
-    let mut pacer = Pacer::new(core, publisher_id, rate_of(core));
+    let mut pacer = Pacer::new(core, publisher_id, core.rate_per_publisher);
     let batch_max = (WRITE_BATCH_BYTES / (sc.payload_max_bytes + topic.len() + 8)).max(1) as u64;
     let mut out = Vec::with_capacity(WRITE_BATCH_BYTES + 1024);
     let keepalive_ns = u64::from(sc.keepalive_s) * 500_000_000;
@@ -475,7 +455,11 @@ async fn publish_qos0(
             if keepalive_ns > 0 && now - last_write_ns > keepalive_ns {
                 wire::put_pingreq(&mut out);
             } else {
-                glommio::timer::sleep(pacer.idle_for(now)).await;
+                let mut idle = pacer.idle_for(now);
+                if keepalive_ns > 0 {
+                    idle = idle.min(Duration::from_nanos(keepalive_ns));
+                }
+                glommio::timer::sleep(idle).await;
                 continue;
             }
         }
@@ -506,26 +490,16 @@ async fn hold_until_stop(core: &Core, slot: usize) {
     while core.slots.wait(slot).await & STOP == 0 {}
 }
 
-/// What a QoS 1/2 publisher's writer and its ack reader share.
-#[derive(Default)]
-struct Inflight {
-    /// Packet id → send time, for ack latency and to keep ids unique.
-    sent_ns: RefCell<FxHashMap<u16, u64>>,
-    /// PUBRELs the reader owes the broker (QoS 2), flushed by the writer.
-    releases: RefCell<Vec<u8>>,
-    wake_writer: Notify,
-    closed: Cell<bool>,
-}
-
-/// A QoS 1/2 publisher: a writer paced by the schedule and bounded by the inflight window, and
-/// a reader task taking PUBACK / PUBREC / PUBCOMP.
-// The writer owns the socket, the window and the done-guard at once; a struct would only
+/// A QoS 1/2 publisher: one task that writes on the schedule, bounded by the inflight
+/// window, and reads PUBACK / PUBREC / PUBCOMP while it waits. (A separate reader task on a
+/// split stream woke only with the writer's next timer: acks looked one interval late.)
+// The loop owns the socket, the window and the done-guard at once; a struct would only
 // rename these arguments.
 #[allow(clippy::too_many_arguments)]
 async fn publish_acked(
     core: &Rc<Core>,
-    stream: TcpStream,
-    rbuf: ReadBuf,
+    mut stream: TcpStream,
+    mut rbuf: ReadBuf,
     slot: usize,
     publisher_id: u32,
     topic: &str,
@@ -535,81 +509,82 @@ async fn publish_acked(
     if !wait_for_run(core, slot).await {
         return Ok(());
     }
-    let (reader, mut writer) = futures_lite::io::split(stream);
-    let inflight = Rc::new(Inflight::default());
-    let reader_task =
-        glommio::spawn_local(read_acks(core.clone(), reader, rbuf, inflight.clone(), qos)).detach();
     let sc = &core.scenario;
     let window = usize::from(sc.max_inflight);
-    let mut pacer = Pacer::new(core, publisher_id, rate_of(core));
+    let mut pacer = Pacer::new(core, publisher_id, core.rate_per_publisher);
     let mut out = Vec::with_capacity(WRITE_BATCH_BYTES + 1024);
+    let mut inflight: FxHashMap<u16, u64> = FxHashMap::default();
     let mut packet_id: u16 = 0;
-    let mut result = Ok(());
     let mut publishing = true;
     let drain_until = pacer.end_ns + (sc.drain_s * 1e9) as u64;
-    loop {
-        if core.slots.take(slot) & STOP != 0 || inflight.closed.get() {
-            result = if inflight.closed.get() {
-                Err(())
-            } else {
-                Ok(())
-            };
-            break;
-        }
+    let keepalive_ns = u64::from(sc.keepalive_s) * 500_000_000;
+    let mut last_write_ns = core.now_ns();
+    enum Event {
+        Read(io::Result<usize>),
+        Timer,
+    }
+    let result = loop {
         let now = core.now_ns();
-        out.append(&mut inflight.releases.borrow_mut());
-        let room = window.saturating_sub(inflight.sent_ns.borrow().len()) as u64;
+        if keepalive_ns > 0 && now - last_write_ns > keepalive_ns {
+            // A rare publisher must still show the broker it is alive.
+            wire::put_pingreq(&mut out);
+        }
+        let room = window.saturating_sub(inflight.len()) as u64;
         let n = if publishing {
-            match pacer.due(now, room) {
-                Some(n) => n,
-                None => {
-                    publishing = false;
-                    0
-                }
-            }
+            pacer.due(now, room).unwrap_or_else(|| {
+                publishing = false;
+                0
+            })
         } else {
             0
         };
-        if !publishing && inflight.sent_ns.borrow().is_empty() && out.is_empty() {
-            break;
-        }
-        if !publishing && now > drain_until {
-            break; // unacknowledged messages stay counted as sent: the report shows the gap
-        }
         for _ in 0..n {
-            packet_id = next_free_id(packet_id, &inflight.sent_ns.borrow());
-            inflight.sent_ns.borrow_mut().insert(packet_id, now);
+            packet_id = next_free_id(packet_id, &inflight);
+            inflight.insert(packet_id, now);
             pacer.encode(core, &mut out, topic.as_bytes(), qos, packet_id, now);
         }
         if !out.is_empty() {
-            if writer.write_all(&out).await.is_err() {
-                result = Err(());
-                break;
+            if stream.write_all(&out).await.is_err() {
+                break Err(());
             }
             out.clear();
+            last_write_ns = now;
             if n > 0 {
                 core.stats.borrow_mut().sent_count += n;
                 core.shared.sent_count.fetch_add(n, Ordering::Relaxed);
             }
             continue;
         }
-        let wait = if publishing {
-            pacer.idle_for(now)
+        if !publishing && (inflight.is_empty() || now > drain_until) {
+            // Unacknowledged messages stay counted as sent: the report shows the gap.
+            break Ok(());
+        }
+        let wait = if publishing && room > 0 {
+            let idle = pacer.idle_for(now);
+            if keepalive_ns > 0 {
+                idle.min(Duration::from_nanos(keepalive_ns))
+            } else {
+                idle
+            }
         } else {
             Duration::from_millis(10)
         };
-        or(inflight.wake_writer.notified(), glommio::timer::sleep(wait)).await;
-    }
+        let event = or(async { Event::Read(rbuf.fill(&mut stream).await) }, async {
+            glommio::timer::sleep(wait).await;
+            Event::Timer
+        })
+        .await;
+        match event {
+            Event::Read(Ok(0)) | Event::Read(Err(_)) => break Err(()),
+            Event::Read(Ok(_)) => take_acks(core, &mut rbuf, &mut inflight, &mut out, qos),
+            Event::Timer => {}
+        }
+    };
     done.mark();
     if result.is_ok() {
         hold_until_stop(core, slot).await;
+        finish(&mut stream).await;
     }
-    let mut bye = Vec::new();
-    wire::put_disconnect(&mut bye);
-    let _ = writer.write_all(&bye).await;
-    let _ = writer.close().await;
-    drop(writer);
-    reader_task.await;
     result
 }
 
@@ -622,48 +597,38 @@ fn next_free_id(mut id: u16, used: &FxHashMap<u16, u64>) -> u16 {
     }
 }
 
-async fn read_acks(
-    core: Rc<Core>,
-    mut reader: futures_lite::io::ReadHalf<TcpStream>,
-    mut rbuf: ReadBuf,
-    inflight: Rc<Inflight>,
+/// Completes what the acknowledgements in `rbuf` complete; PUBRELs owed go into `out`.
+fn take_acks(
+    core: &Core,
+    rbuf: &mut ReadBuf,
+    inflight: &mut FxHashMap<u16, u64>,
+    out: &mut Vec<u8>,
     qos: QoS,
 ) {
-    loop {
-        match rbuf.fill(&mut reader).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let now = core.now_ns();
-        let mut acked = 0u64;
-        while let Ok(Some((frame, packet))) = rbuf.next_frame() {
-            let Ok(id) = wire::ack_packet_id(packet, &frame) else {
-                continue;
-            };
-            let completes = match frame.kind() {
-                wire::PUBACK => qos == QoS::AtLeastOnce,
-                wire::PUBREC => {
-                    wire::put_ack(&mut inflight.releases.borrow_mut(), wire::PUBREL, id);
-                    false
-                }
-                wire::PUBCOMP => true,
-                _ => false,
-            };
-            if completes {
-                if let Some(sent) = inflight.sent_ns.borrow_mut().remove(&id) {
-                    core.stats
-                        .borrow_mut()
-                        .ack_latency
-                        .saturating_record(now.saturating_sub(sent));
-                    acked += 1;
-                }
+    let now = core.now_ns();
+    let mut stats = core.stats.borrow_mut();
+    while let Ok(Some((frame, packet))) = rbuf.next_frame() {
+        let Ok(id) = wire::ack_packet_id(packet, &frame) else {
+            continue;
+        };
+        let completes = match frame.kind() {
+            wire::PUBACK => qos == QoS::AtLeastOnce,
+            wire::PUBREC => {
+                wire::put_ack(out, wire::PUBREL, id);
+                false
+            }
+            wire::PUBCOMP => true,
+            _ => false,
+        };
+        if completes {
+            if let Some(sent) = inflight.remove(&id) {
+                stats
+                    .ack_latency
+                    .saturating_record(now.saturating_sub(sent));
+                stats.acked_count += 1;
             }
         }
-        core.stats.borrow_mut().acked_count += acked;
-        inflight.wake_writer.notify();
     }
-    inflight.closed.set(true);
-    inflight.wake_writer.notify();
 }
 
 /// What a subscriber has learned, kept apart from the socket so the read loop stays short.

@@ -19,9 +19,18 @@ pub fn describe() -> Value {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
+    // SAFETY: sysconf only reads a configuration value.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    // The load average matters on a shared machine: a busy neighbour shows in every figure.
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
     json!({
         "cpu_model": model,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cores": online.max(1),
+        // What this process may run on (taskset narrows it).
+        "cores_allowed": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "loadavg": loadavg,
         "kernel": kernel,
         "arch": std::env::consts::ARCH,
         "os": std::env::consts::OS,

@@ -1,5 +1,6 @@
 //! `culex-loadgen`: parse the command line (or a TOML scenario file), run, report. The exit
-//! status is 2 when losses or duplicates exceed what the QoS allows, 1 on errors.
+//! status is 2 when losses or duplicates exceed what the QoS allows or a client could not
+//! connect or subscribe, 1 on errors.
 
 use clap::{Args, Parser, Subcommand};
 use culex_loadgen::run::{run, Options};
@@ -122,6 +123,10 @@ struct Flags {
     total_rate: f64,
     #[arg(long, default_value_t = 100)]
     max_inflight: u16,
+    /// Unpaced QoS 0: most messages published but not yet delivered (0: 4 per publisher,
+    /// at least 1000).
+    #[arg(long, default_value_t = 0)]
+    outstanding: u64,
     /// Seconds measured (after the warm-up).
     #[arg(long, short, default_value_t = 10.0)]
     duration: f64,
@@ -220,6 +225,7 @@ fn scenario_from(kind: Kind, f: &Flags) -> Result<Scenario, String> {
         rate: f.rate,
         total_rate: f.total_rate,
         max_inflight: f.max_inflight,
+        outstanding_max: f.outstanding,
         duration_s: f.duration,
         warmup_s: f.warmup,
         drain_s: f.drain,

@@ -119,9 +119,23 @@ impl Summary {
         self.expected_count.saturating_sub(self.stats.unique_count)
     }
 
-    /// What the QoS promises is broken: any loss at QoS 1/2, any duplicate at QoS 2.
+    /// What the run promised and did not keep: any loss at QoS 1/2, any duplicate at QoS 2,
+    /// and any client that could not connect or subscribe (its messages were never counted).
     pub fn violations(&self) -> Vec<String> {
         let mut v = Vec::new();
+        let failed: u64 = self.stats.connect_failed.values().sum();
+        if failed > 0 {
+            v.push(format!(
+                "{failed} connections failed: {:?}",
+                self.stats.connect_failed
+            ));
+        }
+        if self.stats.subscribe_failed_count > 0 {
+            v.push(format!(
+                "{} subscriptions refused",
+                self.stats.subscribe_failed_count
+            ));
+        }
         if self.qos >= 1 && self.lost_count() > 0 {
             v.push(format!(
                 "{} messages lost at QoS {}",
@@ -361,6 +375,12 @@ mod tests {
         assert_eq!(summary.violations().len(), 1);
         summary.qos = 0;
         assert!(summary.violations().is_empty());
+        summary.stats.fail_connect("connect: ConnectionRefused");
+        assert_eq!(
+            summary.violations().len(),
+            1,
+            "a client that never connected is a failure"
+        );
         let us = summary
             .loadgen_cpu_us_per_msg()
             .expect("messages were handled");

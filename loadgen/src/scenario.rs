@@ -58,6 +58,10 @@ pub struct Scenario {
     /// Messages per second over all publishers (0: not set). Neither set: as fast as possible.
     pub total_rate: f64,
     pub max_inflight: u16,
+    /// Unpaced QoS 0 runs: most messages published but not yet delivered (0: automatic,
+    /// 4 per publisher and at least 1000). Enough to keep a broker busy, few enough that
+    /// latency is not just the loadgen's own queue.
+    pub outstanding_max: u64,
     pub duration_s: f64,
     pub warmup_s: f64,
     /// After publishing stops, how long to wait for the last deliveries.
@@ -99,6 +103,7 @@ impl Default for Scenario {
             rate: 0.0,
             total_rate: 0.0,
             max_inflight: 100,
+            outstanding_max: 0,
             duration_s: 10.0,
             warmup_s: 0.0,
             drain_s: 2.0,
@@ -172,6 +177,15 @@ impl Scenario {
             return Err("duration must be positive".into());
         }
         Ok(())
+    }
+
+    /// The outstanding-message window for unpaced QoS 0 publishers of `publishers` clients.
+    pub fn outstanding_window(&self, publishers: usize) -> u64 {
+        if self.outstanding_max > 0 {
+            self.outstanding_max
+        } else {
+            (publishers as u64 * 4).max(1000)
+        }
     }
 
     pub fn protocol_version(&self) -> culex::protocol::ProtocolVersion {
@@ -400,6 +414,21 @@ mod tests {
         };
         assert!(sc.validate().is_err());
         assert!(Scenario::default().validate().is_ok());
+    }
+
+    #[test]
+    fn shipped_scenario_files_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("scenarios/ ships with the crate") {
+            let path = entry.expect("readable entry").path();
+            let text = std::fs::read_to_string(&path).expect("readable file");
+            let sc: Scenario = toml::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            sc.validate().unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            assert!(!sc.plan().clients.is_empty(), "{path:?} plans no clients");
+            seen += 1;
+        }
+        assert!(seen >= 3);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! task sets flags on slots (run, ping, stop) and wakes exactly the tasks that wait on them.
 //! One waker per slot, replaced on every poll, so memory never grows with the number of polls.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -84,41 +84,6 @@ impl Future for SlotWait<'_> {
     }
 }
 
-/// A single-waiter notification (a publisher's writer waiting for acknowledgements).
-#[derive(Default)]
-pub struct Notify {
-    notified: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Notify {
-    pub fn notify(&self) {
-        self.notified.set(true);
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
-    }
-
-    pub fn notified(&self) -> Notified<'_> {
-        Notified { notify: self }
-    }
-}
-
-pub struct Notified<'a> {
-    notify: &'a Notify,
-}
-
-impl Future for Notified<'_> {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.notify.notified.replace(false) {
-            return Poll::Ready(());
-        }
-        *self.notify.waker.borrow_mut() = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,18 +114,5 @@ mod tests {
         assert_eq!(Pin::new(&mut wait).poll(&mut cx), Poll::Ready(RUN | STOP));
         assert_eq!(slots.take(0), 0);
         assert_eq!(slots.take(1), PING);
-    }
-
-    #[test]
-    fn notify_before_wait_is_not_lost() {
-        let n = Notify::default();
-        n.notify();
-        let counter = Arc::new(CountWake(AtomicUsize::new(0)));
-        let waker = Waker::from(counter);
-        let mut cx = Context::from_waker(&waker);
-        let mut f = n.notified();
-        assert_eq!(Pin::new(&mut f).poll(&mut cx), Poll::Ready(()));
-        let mut f = n.notified();
-        assert_eq!(Pin::new(&mut f).poll(&mut cx), Poll::Pending);
     }
 }

@@ -5,7 +5,8 @@
 //! Why not `culex::protocol` here: the hot path sends and receives millions of PUBLISH packets
 //! per second; building a `Packet` (with its `Bytes` and properties) for each would cost more
 //! than the broker we are measuring. The shared types (`QoS`, `ProtocolVersion`) still come from
-//! the codec so the two agree on meaning.
+//! the codec so the two agree on meaning, and `codec_agreement` below checks, both ways and in
+//! every version, that what one writes the other reads the same.
 
 use culex::protocol::{ProtocolVersion, QoS};
 
@@ -420,5 +421,149 @@ mod tests {
             suback_code(&suback_v5, &frame, ProtocolVersion::V5),
             Some(0x80)
         );
+    }
+}
+
+/// The loadgen's encoder and scanner against the broker's codec: what one writes the other
+/// must read the same way, in every protocol version.
+#[cfg(test)]
+mod codec_agreement {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use culex::protocol::{self as codec, Ack, ConnAck, Packet, PacketId, SubAck, TopicName};
+
+    const VERSIONS: [ProtocolVersion; 3] = [
+        ProtocolVersion::V3_1,
+        ProtocolVersion::V3_1_1,
+        ProtocolVersion::V5,
+    ];
+
+    fn decode(bytes: &[u8], version: Option<ProtocolVersion>) -> Packet {
+        let mut buf = BytesMut::from(bytes);
+        let packet = codec::decode(&mut buf, version, 1 << 20)
+            .expect("the codec accepts what the loadgen writes")
+            .expect("one whole packet");
+        assert!(buf.is_empty(), "the codec consumed exactly our frame");
+        packet
+    }
+
+    #[test]
+    fn codec_reads_our_connect_subscribe_publish_and_acks() {
+        for version in VERSIONS {
+            let mut buf = Vec::new();
+            put_connect(
+                &mut buf,
+                &ConnectOptions {
+                    version,
+                    client_id: "lg-7",
+                    keepalive_s: 30,
+                    clean: false,
+                    session_expiry_s: 60,
+                    receive_maximum: 50,
+                },
+            );
+            let Packet::Connect(c) = decode(&buf, None) else {
+                panic!("not a CONNECT")
+            };
+            assert_eq!(c.protocol_version, version);
+            assert_eq!(c.client_id.as_str(), "lg-7");
+            assert_eq!(c.keep_alive_s, 30);
+            assert!(!c.clean_start);
+            if version == ProtocolVersion::V5 {
+                assert_eq!(c.properties.session_expiry_interval_s, Some(60));
+                assert_eq!(c.properties.receive_maximum.map(|r| r.get()), Some(50));
+            }
+
+            let mut buf = Vec::new();
+            put_subscribe(&mut buf, version, 9, "a/+/c", QoS::AtLeastOnce);
+            let Packet::Subscribe(s) = decode(&buf, Some(version)) else {
+                panic!("not SUBSCRIBE")
+            };
+            assert_eq!(s.packet_id.get(), 9);
+            assert_eq!(s.filters.len(), 1);
+            assert_eq!(s.filters[0].0.as_str(), "a/+/c");
+            assert_eq!(s.filters[0].1.qos, QoS::AtLeastOnce);
+
+            let mut buf = Vec::new();
+            put_publish(
+                &mut buf,
+                version,
+                b"x/y",
+                QoS::ExactlyOnce,
+                true,
+                513,
+                64,
+                |p| p.fill(7),
+            );
+            let Packet::Publish(p) = decode(&buf, Some(version)) else {
+                panic!("not PUBLISH")
+            };
+            assert_eq!(p.topic.as_str(), "x/y");
+            assert_eq!(p.qos, QoS::ExactlyOnce);
+            assert!(p.retain);
+            assert_eq!(p.packet_id.map(PacketId::get), Some(513));
+            assert_eq!(p.payload, Bytes::from(vec![7u8; 64]));
+
+            for kind in [PUBACK, PUBREC, PUBREL, PUBCOMP] {
+                let mut buf = Vec::new();
+                put_ack(&mut buf, kind, 42);
+                let id = match decode(&buf, Some(version)) {
+                    Packet::PubAck(a) if kind == PUBACK => a.packet_id,
+                    Packet::PubRec(a) if kind == PUBREC => a.packet_id,
+                    Packet::PubRel(a) if kind == PUBREL => a.packet_id,
+                    Packet::PubComp(a) if kind == PUBCOMP => a.packet_id,
+                    other => panic!("ack kind {kind} decoded as {other:?}"),
+                };
+                assert_eq!(id.get(), 42);
+            }
+        }
+    }
+
+    #[test]
+    fn we_read_what_the_codec_writes() {
+        for version in VERSIONS {
+            let publish = Packet::Publish(codec::Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: TopicName::parse("t/1").expect("valid topic"),
+                packet_id: PacketId::new(77),
+                properties: Default::default(),
+                payload: Bytes::from_static(b"0123456789012345678901234567890123"),
+            });
+            let connack = Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason_code: codec::ReasonCode::Success,
+                properties: Default::default(),
+            });
+            let suback = Packet::SubAck(SubAck {
+                packet_id: PacketId::new(1).expect("non-zero"),
+                properties: Default::default(),
+                reason_codes: vec![codec::ReasonCode::GrantedQoS1],
+            });
+            let puback = Packet::PubAck(Ack::success(PacketId::new(300).expect("non-zero")));
+            let mut buf = BytesMut::new();
+            for p in [&connack, &suback, &publish, &puback] {
+                p.encode(version, &mut buf).expect("encodable");
+            }
+            let mut rest: &[u8] = &buf;
+            let mut next = || {
+                let frame = scan(rest).expect("valid").expect("whole");
+                let (packet, tail) = rest.split_at(frame.total_len);
+                rest = tail;
+                (frame, packet.to_vec())
+            };
+            let (f, p) = next();
+            assert_eq!((f.kind(), connack_code(&p, &f)), (CONNACK, Some(0)));
+            let (f, p) = next();
+            assert_eq!((f.kind(), suback_code(&p, &f, version)), (SUBACK, Some(1)));
+            let (f, p) = next();
+            let view = parse_publish(&p, &f, version).expect("valid publish");
+            assert_eq!((view.topic, view.packet_id, view.qos), (&b"t/1"[..], 77, 1));
+            assert_eq!(view.payload, b"0123456789012345678901234567890123");
+            let (f, p) = next();
+            assert_eq!((f.kind(), ack_packet_id(&p, &f)), (PUBACK, Ok(300)));
+            assert!(rest.is_empty());
+        }
     }
 }

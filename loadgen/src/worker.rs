@@ -87,6 +87,8 @@ pub struct Core {
     pub flow_waiters: RefCell<Vec<usize>>,
     /// Whether any subscriber runs on this core (and so wakes `flow_waiters`).
     pub local_subscribers: bool,
+    /// Each publisher's pace (`None`: as fast as the broker takes them), from the plan.
+    pub rate_per_publisher: Option<f64>,
 }
 
 impl Core {
@@ -110,6 +112,14 @@ impl Core {
     }
 }
 
+/// What every core takes from the plan about pacing and flow.
+#[derive(Debug, Clone, Copy)]
+struct Flow {
+    receivers_per_message: u64,
+    outstanding_max: u64,
+    rate_per_publisher: Option<f64>,
+}
+
 /// Starts one executor per core of the scenario; each returns its stats when the run stops.
 pub fn start(
     scenario: &Scenario,
@@ -129,10 +139,11 @@ pub fn start(
         let scenario = scenario.clone();
         let shared = shared.clone();
         let intervals = intervals.clone();
-        let flow = (
-            plan.receivers_per_message,
-            plan.publishers as u64 * u64::from(scenario.max_inflight),
-        );
+        let flow = Flow {
+            receivers_per_message: plan.receivers_per_message,
+            outstanding_max: scenario.outstanding_window(plan.publishers),
+            rate_per_publisher: plan.rate_per_publisher,
+        };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("loadgen-{cpu}"))
             .io_memory(scenario.io_memory_bytes)
@@ -156,7 +167,7 @@ async fn run_core(
     addr: SocketAddr,
     shared: Arc<Shared>,
     intervals: Sender<Interval>,
-    (receivers_per_message, outstanding_max): (u64, u64),
+    flow: Flow,
 ) -> CoreStats {
     let core = Rc::new(Core {
         shared,
@@ -168,8 +179,9 @@ async fn run_core(
             latency_uncorrected: new_histogram(),
         }),
         slots: Slots::with_len(clients.len()),
-        receivers_per_message,
-        outstanding_max,
+        receivers_per_message: flow.receivers_per_message,
+        outstanding_max: flow.outstanding_max,
+        rate_per_publisher: flow.rate_per_publisher,
         flow_waiters: RefCell::new(Vec::new()),
         local_subscribers: clients
             .iter()

@@ -114,10 +114,31 @@ fn qos1_fan_in_counts_are_exact() {
         return;
     };
     // 2 publishers × 100 msg/s × 2 s = 400, every one delivered once to the one subscriber.
+    let log = tmp("fan-in.hdr");
+    let log_arg = log.to_string_lossy().to_string();
     let args = [
-        "fan-in", "-P", "2", "-S", "1", "--rate", "100", "-d", "2", "-q", "1",
+        "fan-in",
+        "-P",
+        "2",
+        "-S",
+        "1",
+        "--rate",
+        "100",
+        "-d",
+        "2",
+        "-q",
+        "1",
+        "--hdr-log",
+        &log_arg,
     ];
     let out = loadgen(&broker, "fan-in", &args, Duration::from_secs(30));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(
+        assert_hdr_log_parses(&text),
+        400,
+        "the interval log holds every delivery"
+    );
     assert_eq!(out.code, 0, "{}", out.stdout);
     let m = &out.json["messages"];
     assert_eq!(n(&m["sent"]), 400);
@@ -242,6 +263,51 @@ fn connections_are_held_and_the_hdr_log_is_written() {
     assert!(text
         .lines()
         .any(|l| !l.starts_with('#') && !l.starts_with('"') && l.contains(',')));
+    assert_hdr_log_parses(&text);
+}
+
+/// Every interval in the log reads back with HdrHistogram's own parser and deserializer;
+/// returns how many values the intervals hold together.
+fn assert_hdr_log_parses(text: &str) -> u64 {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let mut intervals = 0;
+    let mut values = 0;
+    for entry in IntervalLogIterator::new(text.as_bytes()) {
+        if let LogEntry::Interval(interval) = entry.expect("a well-formed interval log") {
+            let bytes = base64_decode(interval.encoded_histogram());
+            let h: hdrhistogram::Histogram<u64> = Deserializer::new()
+                .deserialize(&mut bytes.as_slice())
+                .expect("a V2 compressed histogram");
+            values += h.len();
+            intervals += 1;
+        }
+    }
+    assert!(intervals > 0, "no interval entries: {text}");
+    values
+}
+
+/// Plain base64 (the log's histogram column); a dependency for one test is not worth it.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let clean: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in clean.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= u32::from(value(c)) << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
 }
 
 #[test]
@@ -271,6 +337,37 @@ fn retained_storm_receives_every_retained_message() {
         n(&out.json["connections"]["subscribe_latency_ns"]["count"]),
         4
     );
+}
+
+#[test]
+fn rare_publishers_and_idle_subscribers_keep_their_connections_alive() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(broker) = start_mosquitto() else {
+        return;
+    };
+    // One message per 5 s, keepalive 1 s: without PINGREQs Mosquitto closes every client after
+    // 1.5 s. Each publisher's schedule holds exactly one message in the 4 s run.
+    let args = [
+        "fan-in",
+        "-P",
+        "2",
+        "-S",
+        "1",
+        "--rate",
+        "0.2",
+        "-d",
+        "4",
+        "-q",
+        "1",
+        "--keepalive",
+        "1",
+    ];
+    let out = loadgen(&broker, "keepalive", &args, Duration::from_secs(30));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(n(&out.json["messages"]["sent"]), 2);
+    assert_eq!(n(&out.json["messages"]["received"]), 2);
+    assert_eq!(n(&out.json["connections"]["dropped"]), 0);
+    assert_eq!(n(&out.json["connections"]["held_at_end"]), 3);
 }
 
 #[test]

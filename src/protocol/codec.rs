@@ -387,6 +387,18 @@ mod timing {
     }
 
     #[test]
+    #[ignore = "prints sizes for the report"]
+    fn packet_sizes() {
+        println!(
+            "Packet {} B, Publish {} B, PublishProperties {} B, DecodeError {} B",
+            std::mem::size_of::<Packet>(),
+            std::mem::size_of::<Publish>(),
+            std::mem::size_of::<crate::protocol::PublishProperties>(),
+            std::mem::size_of::<DecodeError>()
+        );
+    }
+
+    #[test]
     #[ignore = "timing, run in release"]
     fn publish_decode_plus_encode_ns() {
         // CULEX_TIMING_ROUNDS lets callgrind run a short count.
