@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use culex::protocol::{Ack, Packet, ProtocolVersion, QoS, ReasonCode};
 
-use common::{connect_packet, expect_publish, pid, Broker, RawClient};
+use common::{connect_packet, expect_publish, pid, settle_routes, Broker, RawClient};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -52,6 +52,7 @@ fn hostile_connections_do_not_disturb_a_qos1_pair() {
     let addr = broker.addr();
     let mut sub = RawClient::connected(addr, V5, &broker.client_on("calm-sub", 0));
     sub.subscribe("calm/topic", QoS::AtLeastOnce);
+    settle_routes();
     let mut publisher = RawClient::connected(addr, V5, &broker.client_on("calm-pub", 1));
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -158,6 +159,7 @@ fn limits_answer_with_the_right_code_and_spare_other_clients() {
     let addr = broker.addr();
     let mut a = RawClient::connected(addr, V5, &broker.client_on("lim-a", 0));
     a.subscribe("lim/#", QoS::AtMostOnce);
+    settle_routes();
     let (mut b, ack) = RawClient::connect(addr, V5, &broker.client_on("lim-b", 1));
     assert_eq!(ack.reason_code, ReasonCode::Success);
     // CONNACK announces the limits: server keep alive (asked 60 > 30) and packet size.
@@ -199,4 +201,90 @@ fn limits_answer_with_the_right_code_and_spare_other_clients() {
     let p = expect_publish(a.recv());
     assert_eq!(&p.payload[..], b"fine");
     drop((d, e));
+}
+
+/// Per-client limits from the configuration, each answered with the code the spec names
+/// while another client on the same broker carries on: receive maximum (0x93), topic
+/// levels (SUBACK 0x8F, DISCONNECT 0x90), subscriptions per client (SUBACK 0x97), topic
+/// aliases (0x94).
+#[test]
+fn per_client_limits_answer_with_the_right_code() {
+    use culex::protocol::{
+        PublishProperties, Subscribe, SubscribeProperties, SubscriptionOptions, TopicFilter,
+    };
+    let broker = Broker::with_config(
+        2,
+        "max_inflight_messages 2\nmax_topic_levels 3\nmax_subscriptions_per_client 2\nmax_topic_alias 2\n",
+    );
+    let addr = broker.addr();
+    let mut bystander = RawClient::connected(addr, V5, &broker.client_on("bystander", 0));
+    bystander.subscribe("ok/#", QoS::AtMostOnce);
+    settle_routes();
+
+    // Receive maximum 2, announced in CONNACK; a third unreleased QoS 2 publish is 0x93.
+    let (mut q2, ack) = RawClient::connect(addr, V5, &broker.client_on("qos2", 1));
+    assert_eq!(ack.properties.receive_maximum.map(|n| n.get()), Some(2));
+    for id in 1..=2 {
+        q2.publish("ok/q2", b"x", QoS::ExactlyOnce, id, false);
+        assert!(matches!(q2.recv(), Packet::PubRec(_)));
+    }
+    q2.publish("ok/q2", b"x", QoS::ExactlyOnce, 3, false);
+    let d = q2.expect_closed().expect("told why");
+    assert_eq!(d.reason_code, ReasonCode::ReceiveMaximumExceeded);
+
+    // Topic levels and subscriptions per client.
+    let mut subs = RawClient::connected(addr, V5, &broker.client_on("subs", 1));
+    let filters = |list: &[&str]| Subscribe {
+        packet_id: pid(9),
+        properties: SubscribeProperties::default(),
+        filters: list
+            .iter()
+            .map(|f| {
+                (
+                    TopicFilter::parse(f.to_string()).unwrap(),
+                    SubscriptionOptions::default(),
+                )
+            })
+            .collect(),
+    };
+    subs.send(&Packet::Subscribe(filters(&[
+        "a/b/c/d", "x/1", "x/2", "x/3",
+    ])));
+    match subs.recv() {
+        Packet::SubAck(a) => assert_eq!(
+            a.reason_codes,
+            vec![
+                ReasonCode::TopicFilterInvalid,
+                ReasonCode::Success,
+                ReasonCode::Success,
+                ReasonCode::QuotaExceeded
+            ]
+        ),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    subs.publish("a/b/c/d", b"deep", QoS::AtMostOnce, 0, false);
+    let d = subs.expect_closed().expect("told why");
+    assert_eq!(d.reason_code, ReasonCode::TopicNameInvalid);
+
+    // Topic alias 5 when the broker allows 2.
+    let (mut aliaser, ack) = RawClient::connect(addr, V5, &broker.client_on("alias", 0));
+    assert_eq!(ack.properties.topic_alias_maximum, Some(2));
+    let mut p = common::publish_packet("ok/alias", b"a", QoS::AtMostOnce, 0, false);
+    p.properties = PublishProperties {
+        topic_alias: std::num::NonZeroU16::new(5),
+        ..PublishProperties::default()
+    };
+    aliaser.send(&Packet::Publish(p));
+    let d = aliaser.expect_closed().expect("told why");
+    assert_eq!(d.reason_code, ReasonCode::TopicAliasInvalid);
+
+    // The bystander is unaffected: it may have the accepted QoS 2 messages, then this.
+    let mut publisher = RawClient::connected(addr, V5, &broker.client_on("pub-ok", 1));
+    publisher.publish("ok/fine", b"fine", QoS::AtMostOnce, 0, false);
+    loop {
+        let p = expect_publish(bystander.recv());
+        if &p.payload[..] == b"fine" {
+            break;
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use culex::protocol::{Ack, Packet, ProtocolVersion, QoS, ReasonCode};
 
-use common::{expect_publish, pid, Broker, RawClient};
+use common::{expect_publish, pid, settle_routes, Broker, RawClient};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -24,6 +24,7 @@ fn publish_crosses_shards_at_every_qos() {
     let mut sub = RawClient::connected(broker.addr(), V5, &broker.client_on("sub", 0));
     let suback = sub.subscribe("cross/+", QoS::ExactlyOnce);
     assert_eq!(suback.reason_codes, vec![ReasonCode::GrantedQoS2]);
+    settle_routes();
     let mut publisher = RawClient::connected(broker.addr(), V5, &broker.client_on("pub", 1));
 
     publisher.publish("cross/q0", b"zero", QoS::AtMostOnce, 0, false);
@@ -107,8 +108,7 @@ fn shared_subscription_members_on_different_shards() {
             m
         })
         .collect();
-    // Route changes cross the mesh asynchronously; let them settle.
-    std::thread::sleep(Duration::from_millis(200));
+    settle_routes();
     let mut publisher = RawClient::connected(broker.addr(), V5, &broker.client_on("boss", 2));
     const N: u32 = 40;
     for i in 0..N {
@@ -168,4 +168,59 @@ fn retained_on_many_shards_gathered_by_a_wildcard() {
     exact.subscribe("kept/7", QoS::AtMostOnce);
     let p = expect_publish(exact.recv());
     assert_eq!(&p.payload[..], b"kept/7");
+}
+
+/// A client that sends CONNECT, SUBSCRIBE and PUBLISH in one write: when the accepting
+/// shard is not its home, everything after CONNECT travels with the socket and is
+/// answered, in order, by the home shard.
+#[test]
+fn pipelined_packets_travel_with_a_handed_off_socket() {
+    use bytes::BytesMut;
+    use culex::protocol::{Subscribe, SubscribeProperties, SubscriptionOptions, TopicFilter};
+    let broker = Broker::start(2);
+    for round in 0..16u16 {
+        let id = broker.client_on(&format!("piped{round}"), round % 2);
+        let mut c = RawClient::open(broker.addr(), V5);
+        let mut bytes = BytesMut::new();
+        let packets = [
+            Packet::Connect(Box::new(common::connect_packet(V5, &id, true, None))),
+            Packet::Subscribe(Subscribe {
+                packet_id: pid(1),
+                properties: SubscribeProperties::default(),
+                filters: vec![(
+                    TopicFilter::parse(format!("piped/{round}")).unwrap(),
+                    SubscriptionOptions::default(),
+                )],
+            }),
+            Packet::Publish(common::publish_packet(
+                &format!("piped/{round}"),
+                b"echo",
+                QoS::AtLeastOnce,
+                2,
+                false,
+            )),
+        ];
+        for p in &packets {
+            p.encode(V5, &mut bytes).unwrap();
+        }
+        c.send_raw(&bytes);
+        assert_eq!(c.connack().reason_code, ReasonCode::Success);
+        assert!(matches!(c.recv(), Packet::SubAck(_)));
+        // Its own publish comes back (no_local is off) and is acknowledged.
+        let mut got_puback = false;
+        let mut got_echo = false;
+        while !(got_puback && got_echo) {
+            match c.recv() {
+                Packet::PubAck(a) => {
+                    assert_eq!(a.packet_id, pid(2));
+                    got_puback = true;
+                }
+                Packet::Publish(p) => {
+                    assert_eq!(&p.payload[..], b"echo");
+                    got_echo = true;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
 }

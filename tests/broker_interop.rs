@@ -220,6 +220,9 @@ fn rumqttc_v311_pair(broker: &Broker) {
             .unwrap();
         let received = tokio::time::timeout(WAIT, async {
             assert!(matches!(next_seen(&seen).await, Seen::SubAck));
+            // SUBACK comes from the subscriber's shard; the route reaches the publisher's
+            // shard by mesh a little later (the routing replica is eventually consistent).
+            tokio::time::sleep(Duration::from_millis(100)).await;
             for i in 0..50u32 {
                 publisher
                     .publish(
@@ -287,6 +290,9 @@ fn rumqttc_v5_pair(broker: &Broker) {
         sub.subscribe("rumq/v5/#", QoS::ExactlyOnce).await.unwrap();
         let received = tokio::time::timeout(WAIT, async {
             assert!(matches!(next_seen(&seen).await, Seen::SubAck));
+            // SUBACK comes from the subscriber's shard; the route reaches the publisher's
+            // shard by mesh a little later (the routing replica is eventually consistent).
+            tokio::time::sleep(Duration::from_millis(100)).await;
             for i in 0..20u32 {
                 publisher
                     .publish(

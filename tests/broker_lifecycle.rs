@@ -101,20 +101,75 @@ fn sigterm_with_no_clients_exits_zero_promptly() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
-/// 2,000 connected, idle MQTT clients on one shard: the broker's RSS growth per client.
+/// Connected, idle MQTT clients on one shard: the broker's RSS growth per client, taken
+/// as the slope between 1,000 and 3,000 clients so that one-off growth (allocator arenas,
+/// table resizes) at the start does not count.
 #[test]
 fn idle_clients_cost_a_few_kilobytes() {
-    const N: usize = 2000;
+    const FIRST: usize = 1000;
+    const MORE: usize = 2000;
     let broker = Broker::start(1);
-    let warm = RawClient::connected(broker.addr(), V311, "warm");
-    std::thread::sleep(Duration::from_millis(100));
+    let connect = |range: std::ops::Range<usize>| -> Vec<RawClient> {
+        range
+            .map(|i| RawClient::connected(broker.addr(), V311, &format!("idle-{i}")))
+            .collect()
+    };
+    let first = connect(0..FIRST);
+    std::thread::sleep(Duration::from_millis(200));
     let before = broker.rss_bytes();
-    let clients: Vec<RawClient> = (0..N)
-        .map(|i| RawClient::connected(broker.addr(), V311, &format!("idle-{i}")))
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let per_client = broker.rss_bytes().saturating_sub(before) / N as u64;
+    let more = connect(FIRST..FIRST + MORE);
+    std::thread::sleep(Duration::from_millis(200));
+    let per_client = broker.rss_bytes().saturating_sub(before) / MORE as u64;
     println!("broker RSS per idle MQTT client: {per_client} bytes");
-    assert!(per_client < 8 * 1024, "{per_client} bytes per idle client");
-    drop((warm, clients));
+    // A guard against regressions, not the target: the runtime's share is under 2 KB
+    // (see `shard::tests::idle_connections_are_cheap`); the rest is the core's.
+    assert!(per_client < 16 * 1024, "{per_client} bytes per idle client");
+    drop((first, more));
+}
+
+/// Too little locked memory for io_uring's buffers: exit 1 with a message naming the limit
+/// and how to raise it, before listening anywhere.
+#[test]
+fn low_memlock_fails_at_start_with_a_fix() {
+    use std::os::unix::process::CommandExt;
+    let port = common::free_port().to_string();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_culex"));
+    cmd.args(["-p", &port, "--shards", "2"]);
+    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+    // which is async-signal-safe, on a stack value it owns.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256 * 1024,
+                rlim_max: 256 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("culex runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("RLIMIT_MEMLOCK") && stderr.contains("ulimit -l"),
+        "{stderr}"
+    );
+}
+
+/// A configuration error is printed with its file and line, and the exit status is 1.
+#[test]
+fn bad_configuration_exits_one_naming_the_line() {
+    let path = std::env::temp_dir().join(format!("culex-bad-{}.conf", std::process::id()));
+    std::fs::write(&path, "listener 1883 127.0.0.1\nno_such_option 1\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_culex"))
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("culex runs");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(":2"), "names line 2: {stderr}");
 }

@@ -141,7 +141,6 @@ fn takeover_closes_the_old_connection_and_keeps_a_persistent_session() {
         panic!()
     };
     assert!(!first.session_present);
-    // A persistent session needs an expiry under MQTT 5; use 3.1.1 semantics via v5 props.
     let mut again = connect(V5, &id, false);
     again.properties.session_expiry_interval_s = Some(100);
     let (new, second) = net.connect_on(1, again);
@@ -154,17 +153,26 @@ fn takeover_closes_the_old_connection_and_keeps_a_persistent_session() {
     let Packet::ConnAck(second) = second else {
         panic!()
     };
-    // The first connection asked for expiry 0: its session ended with it.
-    assert!(!second.session_present);
+    // MQTT 5, Clean Start 0: the existing session is resumed even though it would have
+    // ended with its connection.
+    assert!(second.session_present);
     assert_eq!(net.cores[1].stats().takeovers_count, 1);
 
-    // Now take over a session that does persist.
-    let (_newer, third) = net.connect_on(0, connect(V4, &id, false));
+    // 3.1.1 clean session: the old session ends with the old connection.
+    let (_v4, third) = net.connect_on(0, connect(V4, &id, true));
     assert!(net.is_closed(new));
     let Packet::ConnAck(third) = third else {
         panic!()
     };
-    assert!(third.session_present);
+    assert!(!third.session_present);
+    let (_v4b, fourth) = net.connect_on(0, connect(V4, &id, false));
+    let Packet::ConnAck(fourth) = fourth else {
+        panic!()
+    };
+    assert!(
+        !fourth.session_present,
+        "the clean session did not outlive its connection"
+    );
 }
 
 #[test]
@@ -333,4 +341,178 @@ fn shutdown_sends_0x8b_to_v5_and_closes_everyone() {
     );
     assert!(net.recv(v4).is_empty());
     assert!(net.is_closed(v5) && net.is_closed(v4));
+}
+
+#[test]
+fn v5_disconnect_may_shorten_but_not_revive_session_expiry() {
+    let mut net = Net::new(1);
+    // Connected with expiry 0: a DISCONNECT asking for 30 s is a protocol error.
+    let sock = net.client(V5, "zero");
+    let mut d = culex::protocol::Disconnect::new(ReasonCode::Success);
+    d.properties.session_expiry_interval_s = Some(30);
+    net.send(sock, &Packet::Disconnect(d.clone()));
+    assert_eq!(
+        disconnect_code(&net.recv(sock)),
+        Some(ReasonCode::ProtocolError)
+    );
+    assert_eq!(net.cores[0].session_count(), 0);
+
+    // Connected with 100 s: DISCONNECT sets 30 s, after which the session is gone.
+    let mut c = connect(V5, "long", true);
+    c.properties.session_expiry_interval_s = Some(100);
+    let (sock, _) = net.connect_on(0, c);
+    net.send(sock, &Packet::Disconnect(d));
+    assert!(
+        net.recv(sock).is_empty(),
+        "a client DISCONNECT gets no answer"
+    );
+    assert!(net.is_closed(sock));
+    net.advance(Duration::from_secs(29));
+    assert_eq!(net.cores[0].session_count(), 1);
+    net.advance(Duration::from_secs(1));
+    assert_eq!(net.cores[0].session_count(), 0);
+}
+
+#[test]
+fn a_takeover_on_another_shard_reaches_the_home_shard() {
+    let mut net = Net::new(4);
+    let id = net.id_on(3, "roamer");
+    let (first, _) = net.connect_on(0, connect(V4, &id, false));
+    let (second, connack) = net.connect_on(1, connect(V4, &id, false));
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert!(connack.session_present);
+    assert!(net.is_closed(first));
+    assert_eq!((net.shard_of(first), net.shard_of(second)), (3, 3));
+    assert_eq!(net.cores[3].session_count(), 1);
+}
+
+#[test]
+fn connection_lost_before_connect_and_unknown_conns_are_harmless() {
+    let mut net = Net::new(1);
+    let sock = net.open(0, V4);
+    net.lose(sock);
+    assert_eq!(net.cores[0].stats().connections_current, 0);
+    // Output for a forgotten connection: empty.
+    assert!(net.cores[0]
+        .take_outgoing(culex::broker::ConnId(999))
+        .is_empty());
+}
+
+#[test]
+fn shutdown_in_two_phases_publishes_each_will_once_before_closing() {
+    let mut net = Net::new(2);
+    let watcher = net.client(V4, &net.id_on(0, "w"));
+    net.subscribe(watcher, "lw/#", QoS::AtMostOnce);
+    let id = net.id_on(1, "dying");
+    let mut c = connect(V5, &id, true);
+    c.will = Some(will("lw/dying", b"bye", QoS::AtMostOnce, false));
+    let (sock, _) = net.connect_on(1, c);
+    net.cores[1].publish_wills_for_shutdown(net.now);
+    net.pump();
+    assert!(!net.is_closed(sock), "phase one keeps connections open");
+    assert_eq!(payloads(&net.recv(watcher)), vec!["bye"]);
+    net.shutdown(1);
+    assert!(net.is_closed(sock));
+    assert_eq!(
+        disconnect_code(&net.recv(sock)),
+        Some(ReasonCode::ServerShuttingDown)
+    );
+    assert!(net.recv(watcher).is_empty(), "the will went out once");
+    assert_eq!(net.cores[1].stats().wills_published_count, 1);
+}
+
+#[test]
+fn deadlines_set_after_an_idle_sweep_are_still_honoured() {
+    let mut net = Net::new(1);
+    // A sweep with nothing pending, then a long quiet hour.
+    net.advance(Duration::from_secs(1));
+    let mut c = connect(V4, "late", true);
+    c.keep_alive_s = 2;
+    let (sock, _) = net.connect_on(0, c);
+    net.advance(Duration::from_secs(2));
+    assert!(!net.is_closed(sock));
+    net.advance(Duration::from_secs(1));
+    assert!(net.is_closed(sock), "3 s = 1.5 × 2 s keep alive");
+    let late = net.open(0, V4);
+    net.advance(Duration::from_secs(10));
+    assert!(net.is_closed(late), "connect timeout noted after the sweep");
+}
+
+#[test]
+fn mqtt31_connack_never_sets_the_reserved_session_present_bit() {
+    let mut net = Net::new(1);
+    let (sock, _) = net.connect_on(0, connect(V3, "old31", false));
+    net.lose(sock);
+    let sock = net.open(0, V3);
+    net.send(
+        sock,
+        &Packet::Connect(Box::new(connect(V3, "old31", false))),
+    );
+    assert_eq!(net.recv_raw(sock), vec![0x20, 0x02, 0x00, 0x00]);
+}
+
+#[test]
+fn bytes_after_connect_travel_with_the_hand_off() {
+    let mut net = Net::new(2);
+    let id = net.id_on(1, "eager");
+    let sock = net.open(0, V4);
+    let mut bytes = bytes::BytesMut::new();
+    Packet::Connect(Box::new(connect(V4, &id, true)))
+        .encode(V4, &mut bytes)
+        .expect("encodes");
+    subscribe(7, &[("e", options(QoS::AtMostOnce))], None)
+        .encode(V4, &mut bytes)
+        .expect("encodes");
+    Packet::PingReq.encode(V4, &mut bytes).expect("encodes");
+    // Everything in one read, the last packet cut short.
+    net.send_raw(sock, &bytes[..bytes.len() - 1]);
+    net.send_raw(sock, &bytes[bytes.len() - 1..]);
+    let got = net.recv(sock);
+    assert_eq!(net.shard_of(sock), 1);
+    assert!(matches!(got[0], Packet::ConnAck(_)));
+    assert!(matches!(&got[1], Packet::SubAck(ack) if ack.packet_id == pid(7)));
+    assert_eq!(got[2], Packet::PingResp);
+}
+
+#[test]
+fn writable_is_emitted_once_per_empty_to_non_empty_buffer() {
+    use culex::broker::{ConnId, CoreConfig, Output, ShardCore, ShardId};
+    let now = std::time::Instant::now();
+    let mut core = ShardCore::new(ShardId(0), 1, CoreConfig::default());
+    let encode = |p: &Packet| {
+        let mut b = bytes::BytesMut::new();
+        p.encode(V4, &mut b).expect("encodes");
+        b
+    };
+    for conn in [1, 2] {
+        core.connection_opened(ConnId(conn), now);
+        let c = connect(V4, &format!("w{conn}"), true);
+        core.received(ConnId(conn), &encode(&Packet::Connect(Box::new(c))), now);
+    }
+    core.received(
+        ConnId(1),
+        &encode(&subscribe(1, &[("t", options(QoS::AtMostOnce))], None)),
+        now,
+    );
+    let writable = |core: &mut ShardCore| {
+        std::iter::from_fn(|| core.poll_output())
+            .filter(|o| matches!(o, Output::Writable { conn: ConnId(1) }))
+            .count()
+    };
+    // CONNACK and SUBACK sit in one buffer: one signal.
+    assert_eq!(writable(&mut core), 1);
+    let msg = encode(&Packet::Publish(publish("t", QoS::AtMostOnce, None, b"x")));
+    core.received(ConnId(2), &msg, now);
+    core.received(ConnId(2), &msg, now);
+    assert_eq!(writable(&mut core), 0, "still not taken: no new signal");
+    let taken = core.take_outgoing(ConnId(1));
+    assert!(taken.len() > 10, "CONNACK, SUBACK and two PUBLISHes");
+    core.received(ConnId(2), &msg, now);
+    assert_eq!(
+        writable(&mut core),
+        1,
+        "empty again, then bytes: signal again"
+    );
 }

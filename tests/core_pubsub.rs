@@ -154,6 +154,27 @@ fn qos2_inbound_is_routed_exactly_once() {
 }
 
 #[test]
+fn v5_ack_says_when_nobody_subscribes() {
+    let mut net = Net::new(2);
+    let (sub, p) = pair(&mut net, V5);
+    net.send(
+        p,
+        &Packet::Publish(publish("void", QoS::AtLeastOnce, Some(pid(1)), b"x")),
+    );
+    assert!(
+        matches!(&net.recv(p)[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::NoMatchingSubscribers)
+    );
+    net.subscribe(sub, "void", QoS::AtMostOnce);
+    net.send(
+        p,
+        &Packet::Publish(publish("void", QoS::ExactlyOnce, Some(pid(2)), b"x")),
+    );
+    assert!(
+        matches!(&net.recv(p)[..], [Packet::PubRec(a)] if a.reason_code == ReasonCode::Success)
+    );
+}
+
+#[test]
 fn qos2_outbound_flow() {
     let mut net = Net::new(2);
     let (sub, p) = pair(&mut net, V4);
@@ -229,6 +250,22 @@ fn no_local_skips_the_publisher_only() {
     assert_eq!(payloads(&net.recv(other)), vec!["hi"]);
     net.publish(other, "chat", QoS::AtMostOnce, b"yo");
     assert_eq!(payloads(&net.recv(me)), vec!["yo"]);
+}
+
+#[test]
+fn no_local_does_not_confuse_clients_of_different_shards() {
+    // The first session on each shard gets the same shard-local key.
+    let mut net = Net::new(2);
+    let sub = net.client(V5, &net.id_on(1, "first-on-1"));
+    let p = net.client(V5, &net.id_on(0, "first-on-0"));
+    let no_local = SubscriptionOptions {
+        no_local: true,
+        ..options(QoS::AtMostOnce)
+    };
+    net.send(sub, &subscribe(1, &[("nl", no_local)], None));
+    net.recv(sub);
+    net.publish(p, "nl", QoS::AtMostOnce, b"from another client");
+    assert_eq!(payloads(&net.recv(sub)), vec!["from another client"]);
 }
 
 #[test]
@@ -505,6 +542,29 @@ fn takeover_publishes_the_old_connections_will() {
 }
 
 #[test]
+fn v5_takeover_resuming_the_session_holds_a_delayed_will_back() {
+    let mut net = Net::new(2);
+    let watcher = net.client(V4, &net.id_on(0, "w"));
+    net.subscribe(watcher, "lw", QoS::AtMostOnce);
+    let id = net.id_on(1, "twin5");
+    let mut c = connect(V5, &id, false);
+    let mut w = will("lw", b"old", QoS::AtMostOnce, false);
+    w.properties.will_delay_interval_s = Some(5);
+    c.will = Some(w);
+    net.connect_on(0, c);
+    let (_new, connack) = net.connect_on(0, connect(V5, &id, false));
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert!(connack.session_present);
+    net.advance(Duration::from_secs(6));
+    assert!(
+        net.recv(watcher).is_empty(),
+        "resumed: the delayed will is cancelled"
+    );
+}
+
+#[test]
 fn will_retain_is_stored() {
     let mut net = Net::new(2);
     let mut c = connect(V4, &net.id_on(1, "r"), true);
@@ -635,6 +695,31 @@ fn message_expiry_counts_down_and_expired_messages_are_not_delivered() {
 }
 
 #[test]
+fn an_unacknowledged_message_that_expired_offline_frees_its_slot() {
+    let mut net = Net::new(1);
+    let mut c = connect(V5, "slow", true);
+    c.properties.session_expiry_interval_s = Some(600);
+    c.properties.receive_maximum = NonZeroU16::new(1);
+    let (sub, _) = net.connect_on(0, c.clone());
+    net.subscribe(sub, "e", QoS::AtLeastOnce);
+    let p = net.client(V5, "p");
+    let mut m = publish("e", QoS::AtLeastOnce, Some(pid(1)), b"short-lived");
+    m.properties.message_expiry_interval_s = Some(2);
+    net.send(p, &Packet::Publish(m));
+    assert_eq!(payloads(&net.recv(sub)), vec!["short-lived"]);
+    net.lose(sub); // never acknowledged
+    net.publish(p, "e", QoS::AtLeastOnce, b"next");
+    net.advance(Duration::from_secs(3));
+    c.clean_start = false;
+    let (sub, _) = net.connect_on(0, c);
+    assert_eq!(
+        payloads(&net.recv(sub)),
+        vec!["next"],
+        "the window of 1 is free for it"
+    );
+}
+
+#[test]
 fn client_receive_maximum_bounds_the_inflight_window() {
     let mut net = Net::new(2);
     let sub_id = net.id_on(1, "slowack");
@@ -690,4 +775,180 @@ fn deliveries_above_the_clients_maximum_packet_size_are_dropped_and_counted() {
     net.publish(p, "t", QoS::AtLeastOnce, b"fits");
     assert_eq!(payloads(&net.recv(sub)), vec!["fits"]);
     assert_eq!(net.cores[0].stats().packet_too_large_dropped_count, 1);
+}
+
+/// Plays one random sequence of subscribes, unsubscribes, publishes, disconnections and
+/// reconnections (persistent sessions, accepted on a random shard) on a broker of
+/// `shards` shards; returns what each client received, in order, as (topic, payload, qos).
+fn play(shards: u16, seed: u64, steps: usize) -> Vec<Vec<(String, String, QoS)>> {
+    const FILTERS: [&str; 7] = ["a/b", "a/+", "a/#", "+/b", "#", "+/+/c", "b/#"];
+    const TOPICS: [&str; 5] = ["a/b", "a/c", "b/b", "a/b/c", "$SYS/b"];
+    let mut state = seed;
+    let mut next = move |n: usize| {
+        // xorshift64*: deterministic, good enough to pick among a handful.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    };
+    let mut net = Net::new(shards);
+    // Persistent sessions, so that going offline queues QoS 1 and coming back resends.
+    let session = |i: usize| {
+        let version = if i % 2 == 0 { V5 } else { V4 };
+        let mut c = connect(version, &format!("c{i}"), false);
+        c.properties.session_expiry_interval_s = version.is_v5().then_some(3600);
+        c
+    };
+    let mut clients: Vec<Sock> = (0..6).map(|i| net.connect_on(0, session(i)).0).collect();
+    let mut online = vec![true; clients.len()];
+    let mut received = vec![Vec::new(); clients.len()];
+    let mut packet_id = 1u16;
+    for _ in 0..steps {
+        let c = next(clients.len());
+        let qos = if next(2) == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        packet_id = packet_id % 60_000 + 1;
+        let op = next(5);
+        if !online[c] || op == 4 {
+            if online[c] {
+                net.lose(clients[c]);
+            } else {
+                clients[c] = net.connect_on(next(shards as usize), session(c)).0;
+            }
+            online[c] = !online[c];
+        } else {
+            match op {
+                0 => net.send(
+                    clients[c],
+                    &subscribe(packet_id, &[(FILTERS[next(7)], options(qos))], None),
+                ),
+                1 => net.send(clients[c], &unsubscribe(packet_id, &[FILTERS[next(7)]])),
+                _ => {
+                    let id = (qos != QoS::AtMostOnce).then(|| pid(packet_id));
+                    let payload = format!("m{packet_id}");
+                    let mut m = publish(TOPICS[next(5)], qos, id, b"");
+                    m.payload = bytes::Bytes::from(payload);
+                    net.send(clients[c], &Packet::Publish(m));
+                }
+            }
+        }
+        for (i, sock) in clients.iter().enumerate() {
+            if !online[i] {
+                continue;
+            }
+            for packet in net.recv(*sock) {
+                if let Packet::Publish(m) = packet {
+                    if let Some(id) = m.packet_id {
+                        net.send(*sock, &Packet::PubAck(ack(id)));
+                    }
+                    received[i].push((
+                        m.topic.to_string(),
+                        String::from_utf8_lossy(&m.payload).into_owned(),
+                        m.qos,
+                    ));
+                }
+            }
+        }
+    }
+    received
+}
+
+#[test]
+fn any_number_of_shards_delivers_exactly_what_one_shard_does() {
+    for seed in 1..=20u64 {
+        let one = play(1, seed * 7919, 150);
+        let total: usize = one.iter().map(Vec::len).sum();
+        assert!(
+            total > 0,
+            "seed {seed} delivered nothing: a useless sequence"
+        );
+        for shards in [2, 3, 5] {
+            assert_eq!(
+                play(shards, seed * 7919, 150),
+                one,
+                "seed {seed}, {shards} shards"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_shared_group_follows_its_members_as_they_leave() {
+    let mut net = Net::new(3);
+    let a = net.client(V5, &net.id_on(1, "a"));
+    let b = net.client(V5, &net.id_on(2, "b"));
+    net.subscribe(a, "$share/g/t", QoS::AtMostOnce);
+    net.subscribe(b, "$share/g/t", QoS::AtMostOnce);
+    let p = net.client(V5, &net.id_on(0, "p"));
+    net.send(a, &unsubscribe(5, &["$share/g/t"]));
+    net.recv(a);
+    for _ in 0..10 {
+        net.publish(p, "t", QoS::AtMostOnce, b"m");
+    }
+    assert!(payloads(&net.recv(a)).is_empty());
+    assert_eq!(payloads(&net.recv(b)).len(), 10);
+    // The last member's session ends: nobody is left, nothing is undeliverable.
+    net.lose(b);
+    net.publish(p, "t", QoS::AtMostOnce, b"m");
+    let undeliverable: u64 = net
+        .cores
+        .iter()
+        .map(|c| c.stats().shared_undeliverable_count)
+        .sum();
+    assert_eq!(undeliverable, 0);
+}
+
+#[test]
+fn inbound_qos2_state_survives_reconnection() {
+    let mut net = Net::new(2);
+    let sub = net.client(V4, &net.id_on(0, "s"));
+    net.subscribe(sub, "x", QoS::ExactlyOnce);
+    let id = net.id_on(1, "pub2");
+    let (p, _) = net.connect_on(0, connect(V4, &id, false));
+    let mut m = publish("x", QoS::ExactlyOnce, Some(pid(5)), b"once");
+    net.send(p, &Packet::Publish(m.clone()));
+    assert!(matches!(&net.recv(p)[..], [Packet::PubRec(_)]));
+    net.lose(p);
+    let (p, _) = net.connect_on(1, connect(V4, &id, false));
+    m.dup = true;
+    net.send(p, &Packet::Publish(m));
+    assert!(matches!(&net.recv(p)[..], [Packet::PubRec(_)]));
+    net.send(p, &Packet::PubRel(ack(pid(5))));
+    assert!(matches!(&net.recv(p)[..], [Packet::PubComp(_)]));
+    assert_eq!(
+        payloads(&net.recv(sub)),
+        vec!["once"],
+        "routed once across the reconnect"
+    );
+}
+
+#[test]
+fn an_expired_session_is_not_resumed_even_before_the_sweep() {
+    let mut net = Net::new(1);
+    let watcher = net.client(V5, "w");
+    net.subscribe(watcher, "lw", QoS::AtMostOnce);
+    let mut c = connect(V5, "brief", true);
+    c.properties.session_expiry_interval_s = Some(5);
+    let mut w = will("lw", b"gone", QoS::AtMostOnce, false);
+    w.properties.will_delay_interval_s = Some(3);
+    c.will = Some(w);
+    let (sock, _) = net.connect_on(0, c.clone());
+    net.lose(sock);
+    // Time passes without a tick.
+    net.now += Duration::from_secs(6);
+    c.clean_start = false;
+    c.will = None;
+    let (_sock, connack) = net.connect_on(0, c);
+    let Packet::ConnAck(connack) = connack else {
+        panic!()
+    };
+    assert!(!connack.session_present, "the session had expired");
+    assert_eq!(
+        payloads(&net.recv(watcher)),
+        vec!["gone"],
+        "its will was due"
+    );
 }

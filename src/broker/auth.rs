@@ -38,3 +38,47 @@ impl Authorizer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ProtocolVersion;
+
+    fn connect(user_name: Option<&str>) -> Connect {
+        Connect {
+            protocol_version: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive_s: 0,
+            client_id: ClientId::default(),
+            will: None,
+            user_name: user_name.map(Into::into),
+            password: None,
+            properties: Default::default(),
+        }
+    }
+
+    #[test]
+    fn anonymous_connects_are_refused_only_when_not_allowed() {
+        let strict = Authorizer::new(false);
+        assert_eq!(
+            strict.authorize(Access::Connect(&connect(None))),
+            Err(ReasonCode::NotAuthorized)
+        );
+        assert_eq!(
+            strict.authorize(Access::Connect(&connect(Some("u")))),
+            Ok(())
+        );
+        assert_eq!(
+            Authorizer::new(true).authorize(Access::Connect(&connect(None))),
+            Ok(())
+        );
+        let topic = TopicName::parse("t").expect("valid");
+        assert_eq!(
+            strict.authorize(Access::Publish {
+                client_id: &ClientId::default(),
+                topic: &topic
+            }),
+            Ok(())
+        );
+    }
+}

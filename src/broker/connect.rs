@@ -41,7 +41,7 @@ impl ShardCore {
             if home != self.shard {
                 // The home shard sees this client's bytes from the start, in order.
                 self.conns.remove(&conn);
-                self.stats.connections_current -= 1;
+                self.stats.connections_current = self.stats.connections_current.saturating_sub(1);
                 self.stats.hand_offs_count += 1;
                 self.outputs.push_back(Output::HandOff {
                     conn,
@@ -132,9 +132,10 @@ impl ShardCore {
             .min(limits.max_inflight_messages);
 
         if let Some(&old) = self.by_client_id.get(&connect.client_id) {
-            self.take_over(old, now);
+            let resume = version.is_v5() && !connect.clean_start;
+            self.take_over(old, resume, now);
         }
-        let (key, session_present) = self.attach_session(&connect, window, expiry_s);
+        let (key, session_present) = self.attach_session(&connect, window, expiry_s, now);
 
         let max_topic_alias = if version.is_v5() {
             self.config.limits.max_topic_alias
@@ -155,6 +156,9 @@ impl ShardCore {
         if let Some(client) = self.clients.get_mut(&key) {
             client.conn = Some(conn);
         }
+        if let Some(deadline) = self.conns.get(&conn).and_then(|c| c.keepalive.deadline()) {
+            self.note_deadline(deadline);
+        }
         if self.conns.get(&conn).is_some_and(|c| c.will.is_some()) {
             self.record(DurableChange::WillSet { session: key });
         }
@@ -170,7 +174,8 @@ impl ShardCore {
         self.send(
             conn,
             &Packet::ConnAck(ConnAck {
-                session_present,
+                // MQTT 3.1 has no Session Present flag: the byte is reserved, sent as 0.
+                session_present: session_present && version != ProtocolVersion::V3_1,
                 reason_code: ReasonCode::Success,
                 properties,
             }),
@@ -181,14 +186,29 @@ impl ShardCore {
         }
     }
 
-    /// Another connection holds this client id: close it (its will follows the spec's
-    /// rules: sent now unless the new connection resumes the session within the delay).
-    fn take_over(&mut self, key: SessionKey, now: Instant) {
+    /// Another connection holds this client id: close it. An MQTT 5 connection with Clean
+    /// Start 0 resumes the existing session whatever its expiry [MQTT-3.1.4-4], and the old
+    /// will then waits its full delay (cancelled by that resumption) [MQTT-3.1.3-9];
+    /// otherwise the old connection ends as any other would, will included.
+    fn take_over(&mut self, key: SessionKey, resume: bool, now: Instant) {
         let Some(old) = self.clients.get(&key).and_then(|c| c.conn) else {
             return;
         };
         self.stats.takeovers_count += 1;
-        self.end_connection(old, Some(ReasonCode::SessionTakenOver), true, now);
+        if !resume {
+            self.end_connection(old, Some(ReasonCode::SessionTakenOver), true, now);
+            return self.close_now(old);
+        }
+        let released = self.release_conn(old, Some(ReasonCode::SessionTakenOver), now);
+        // The session passes straight to the new connection: it does not start expiring.
+        if let Some(client) = self.clients.get_mut(&key) {
+            client.session.expires_at = None;
+        }
+        if let Some((key, Some(will))) = released {
+            let delay_s = will.properties.will_delay_interval_s.unwrap_or(0);
+            let due = now + std::time::Duration::from_secs(u64::from(delay_s));
+            self.schedule_will(key, will, due, now);
+        }
         self.close_now(old);
     }
 
@@ -199,11 +219,21 @@ impl ShardCore {
         connect: &Connect,
         window: u16,
         expiry_s: u32,
+        now: Instant,
     ) -> (SessionKey, bool) {
         let existing = self.by_client_id.get(&connect.client_id).copied();
         if let Some(key) = existing {
-            if connect.clean_start {
-                self.end_session(key, self.last_now);
+            // The sweep may not have run since this session's end or its will's delay.
+            let expired = self
+                .clients
+                .get(&key)
+                .is_some_and(|c| c.conn.is_none() && c.session.is_expired(now));
+            if expired {
+                self.stats.sessions_expired_count += 1;
+            }
+            self.publish_due_wills(Some(key), now);
+            if connect.clean_start || expired {
+                self.end_session(key, Some(now));
             } else if let Some(client) = self.clients.get_mut(&key) {
                 client.session.inflight.set_window(window);
                 client.session.expiry_interval_s = expiry_s;
@@ -268,8 +298,12 @@ impl ShardCore {
 
     pub(super) fn topic_within_limits(&self, topic: &str) -> bool {
         let limits = &self.config.limits;
+        let max_levels = usize::from(limits.max_topic_levels);
+        // n levels need n - 1 separators: a topic shorter than the maximum cannot exceed it,
+        // which spares the common case a scan.
         topic.len() <= usize::from(limits.max_topic_length_bytes)
-            && topic.split('/').count() <= usize::from(limits.max_topic_levels)
+            && (topic.len() < max_levels
+                || topic.bytes().filter(|b| *b == b'/').count() < max_levels)
     }
 
     /// Client DISCONNECT: the will is discarded unless reason 0x04 asks for it.

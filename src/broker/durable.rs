@@ -26,7 +26,12 @@ pub enum DurableChange<'a> {
     Queued {
         session: SessionKey,
     },
-    /// A QoS 1/2 message was sent and is inflight under `packet_id`.
+    /// Messages left the front of the queue unsent (expired, or too large for the client).
+    QueueDropped {
+        session: SessionKey,
+        dropped_count: u32,
+    },
+    /// A QoS 1/2 message left the queue, was sent and is inflight under `packet_id`.
     InflightSent {
         session: SessionKey,
         packet_id: PacketId,

@@ -4,11 +4,14 @@
 
 use std::time::Instant;
 
-use crate::protocol::{DecodeError, Disconnect, Packet, ReasonCode};
+use crate::protocol::{DecodeError, Disconnect, Packet, ReasonCode, Will};
 use crate::session::{will::will_message, will_due_at, PendingWill, SessionKey};
 
 use super::conn::Phase;
 use super::{ConnId, DurableChange, MeshMessage, Output, ShardCore};
+
+/// With no deadline pending, the sweep still runs this often (seconds).
+const IDLE_SWEEP_S: u64 = 3600;
 
 /// The CONNACK a 3.x server sends for a protocol level it does not speak: return code 1.
 const CONNACK_UNACCEPTABLE_PROTOCOL: [u8; 4] = [0x20, 0x02, 0x00, 0x01];
@@ -62,49 +65,72 @@ impl ShardCore {
         publish_will: bool,
         now: Instant,
     ) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some((key, will)) = self.release_conn(conn, reason, now) else {
             return;
         };
-        if c.phase != Phase::Connected {
-            return;
-        }
-        if let (Some(reason), true) = (reason, c.is_v5()) {
-            c.write(&Packet::Disconnect(Disconnect::new(reason)));
-        }
-        c.phase = Phase::Closing;
-        let will = c.will.take();
-        let Some(key) = c.client else {
-            return;
-        };
-        let Some(client) = self.clients.get_mut(&key) else {
-            return;
-        };
-        if client.conn == Some(conn) {
-            client.conn = None;
-        }
-        client.session.detach(now);
-        let expiry_s = client.session.expiry_interval_s;
+        let expiry_s = self
+            .clients
+            .get(&key)
+            .map_or(0, |c| c.session.expiry_interval_s);
         if let (Some(will), true) = (will, publish_will) {
             let delay_s = will.properties.will_delay_interval_s.unwrap_or(0);
-            let due = will_due_at(delay_s, expiry_s, now);
-            if due <= now {
-                self.publish_will(&will, now);
-            } else {
-                self.pending_wills.push(PendingWill {
-                    session: key,
-                    will,
-                    due,
-                });
-            }
+            self.schedule_will(key, will, will_due_at(delay_s, expiry_s, now), now);
         }
         if expiry_s == 0 {
             self.end_session(key, Some(now));
         }
     }
 
-    fn publish_will(&mut self, will: &crate::protocol::Will, now: Instant) {
+    /// Marks `conn` closing (after DISCONNECT `reason` for MQTT 5) and detaches its session;
+    /// returns the session and the connection's will. `None` if it was not connected.
+    pub(super) fn release_conn(
+        &mut self,
+        conn: ConnId,
+        reason: Option<ReasonCode>,
+        now: Instant,
+    ) -> Option<(SessionKey, Option<Will>)> {
+        let c = self.conns.get_mut(&conn)?;
+        if c.phase != Phase::Connected {
+            return None;
+        }
+        if let (Some(reason), true) = (reason, c.is_v5()) {
+            c.write(&Packet::Disconnect(Disconnect::new(reason)));
+        }
+        c.phase = Phase::Closing;
+        let will = c.will.take();
+        let key = c.client?;
+        let client = self.clients.get_mut(&key)?;
+        if client.conn == Some(conn) {
+            client.conn = None;
+        }
+        client.session.detach(now);
+        if let Some(at) = client.session.expires_at {
+            self.note_deadline(at);
+        }
+        Some((key, will))
+    }
+
+    /// Publishes `will` now if due, else holds it until `due` (cancelled if the session is
+    /// resumed first, published early if it ends first).
+    pub(super) fn schedule_will(
+        &mut self,
+        session: SessionKey,
+        will: Will,
+        due: Instant,
+        now: Instant,
+    ) {
+        if due <= now {
+            self.publish_will(&will, now);
+        } else {
+            self.note_deadline(due);
+            self.pending_wills.push(PendingWill { session, will, due });
+        }
+    }
+
+    fn publish_will(&mut self, will: &Will, now: Instant) {
         self.stats.wills_published_count += 1;
-        self.publish_message(will_message(will, now), now);
+        // Nobody listening is no error for a will.
+        let _matched = self.publish_message(will_message(will, now), now);
     }
 
     /// Emits `Close`; the connection is forgotten when `take_outgoing` collects its last
@@ -119,7 +145,7 @@ impl ShardCore {
 
     pub(super) fn forget_conn(&mut self, conn: ConnId) {
         if self.conns.remove(&conn).is_some() {
-            self.stats.connections_current -= 1;
+            self.stats.connections_current = self.stats.connections_current.saturating_sub(1);
         }
     }
 
@@ -138,6 +164,7 @@ impl ShardCore {
             self.unsubscribe_one(key, filter);
         }
         self.clients.remove(&key);
+        self.pending_retained.retain(|_, p| p.session != key);
         self.record(DurableChange::SessionEnded { session: key });
         if let Some(now) = now {
             let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_wills)
@@ -151,6 +178,11 @@ impl ShardCore {
     }
 
     pub(super) fn sweep(&mut self, now: Instant) {
+        // Retained expiries are kept sorted by the store: checking costs one look.
+        self.retained.remove_expired(now);
+        if self.next_sweep_at.is_some_and(|next| now < next) {
+            return;
+        }
         let mut timed_out = Vec::new();
         let mut silent = Vec::new();
         for (id, c) in &self.conns {
@@ -180,14 +212,39 @@ impl ShardCore {
             self.stats.sessions_expired_count += 1;
             self.end_session(key, Some(now));
         }
+        self.publish_due_wills(None, now);
+        // With no deadline ahead, a safety sweep still runs once in a while.
+        self.next_sweep_at = Some(
+            self.earliest_deadline()
+                .unwrap_or(now + std::time::Duration::from_secs(IDLE_SWEEP_S)),
+        );
+    }
+
+    /// Publishes the wills due at `now` (of one session, or of all).
+    pub(super) fn publish_due_wills(&mut self, session: Option<SessionKey>, now: Instant) {
         let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_wills)
             .into_iter()
-            .partition(|w| w.due <= now);
+            .partition(|w| w.due <= now && (session.is_none() || session == Some(w.session)));
         self.pending_wills = rest;
         for pending in due {
             self.publish_will(&pending.will, now);
         }
-        self.retained.remove_expired(now);
+    }
+
+    /// The earliest deadline still ahead, if any.
+    fn earliest_deadline(&self) -> Option<Instant> {
+        let conns = self.conns.values().filter_map(|c| match c.phase {
+            Phase::AwaitingConnect { deadline } => Some(deadline),
+            Phase::Connected => c.keepalive.deadline(),
+            Phase::Closing => None,
+        });
+        let sessions = self
+            .clients
+            .values()
+            .filter(|c| c.conn.is_none())
+            .filter_map(|c| c.session.expires_at);
+        let wills = self.pending_wills.iter().map(|w| w.due);
+        conns.chain(sessions).chain(wills).min()
     }
 
     pub(super) fn shut_down(&mut self, now: Instant) {
@@ -208,6 +265,24 @@ impl ShardCore {
         }
     }
 
+    pub(super) fn publish_all_wills(&mut self, now: Instant) {
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            let will = self
+                .conns
+                .get_mut(&conn)
+                .filter(|c| c.phase == Phase::Connected)
+                .and_then(|c| c.will.take());
+            if let Some(will) = will {
+                self.publish_will(&will, now);
+            }
+        }
+        for pending in std::mem::take(&mut self.pending_wills) {
+            self.publish_will(&pending.will, now);
+        }
+    }
+
     pub(super) fn on_mesh(&mut self, from: crate::router::ShardId, msg: MeshMessage, now: Instant) {
         match msg {
             MeshMessage::Nop => {}
@@ -215,12 +290,15 @@ impl ShardCore {
             MeshMessage::Publish { message } => {
                 let mut matches = std::mem::take(&mut self.matches);
                 self.trie.route_local(&message.publish.topic, &mut matches);
-                self.deliver_local(&message, &mut matches.local, now);
+                // The publisher lives on `from`: its key means nothing here.
+                self.deliver_local(&message, &mut matches.local, false, now);
                 self.matches = matches;
             }
             MeshMessage::SharedPublish { filter, message } => {
                 match self.trie.pick_shared_member(&filter) {
-                    Some((key, entry)) => self.deliver_to(key, &message, &[entry], false, now),
+                    Some((key, entry)) => {
+                        self.deliver_to(key, &message, [entry].iter(), false, now)
+                    }
                     None => self.stats.shared_undeliverable_count += 1,
                 }
             }

@@ -173,12 +173,18 @@ pub struct ShardCore {
     outputs: VecDeque<Output>,
     /// The latest time any entry point was given, for work done in `take_outgoing`.
     last_now: Option<Instant>,
+    /// No deadline (connect, keepalive, session expiry, will delay) falls before this, so
+    /// a tick before it skips the sweep. Deadlines only move later once set, and every new
+    /// one lowers it, so it stays a lower bound. `None`: not yet computed, sweep next tick.
+    next_sweep_at: Option<Instant>,
     stats: Stats,
 }
 
 impl ShardCore {
-    pub fn new(shard: ShardId, shard_count: u16, config: CoreConfig) -> ShardCore {
+    pub fn new(shard: ShardId, shard_count: u16, mut config: CoreConfig) -> ShardCore {
         assert!(shard.0 < shard_count, "shard {shard:?} of {shard_count}");
+        // Receive Maximum 0 does not exist on the wire: the least the broker can announce is 1.
+        config.limits.receive_maximum = config.limits.receive_maximum.max(1);
         // The broker-wide retained limit, split evenly over the partitions.
         let per_shard = config
             .limits
@@ -202,6 +208,7 @@ impl ShardCore {
             pending_wills: Vec::new(),
             outputs: VecDeque::new(),
             last_now: None,
+            next_sweep_at: None,
             stats: Stats::default(),
         }
     }
@@ -231,6 +238,7 @@ impl ShardCore {
         let timeout =
             std::time::Duration::from_millis(u64::from(self.config.limits.connect_timeout_ms));
         self.conns.insert(conn, Conn::new(conn, now + timeout));
+        self.note_deadline(now + timeout);
         self.stats.connections_opened_count += 1;
         self.stats.connections_current += 1;
     }
@@ -303,6 +311,14 @@ impl ShardCore {
         self.shut_down(now);
     }
 
+    /// First phase of stopping: every connected client's will (and every delayed will) is
+    /// published now, connections staying open, so wills reach subscribers on every shard
+    /// before any connection closes. `shutdown` then closes without publishing them twice.
+    pub fn publish_wills_for_shutdown(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        self.publish_all_wills(now);
+    }
+
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }
@@ -323,6 +339,13 @@ impl ShardCore {
             self.drain(key, now);
         }
         out
+    }
+
+    /// A new deadline at `at`: the sweep must not sleep past it.
+    fn note_deadline(&mut self, at: Instant) {
+        if self.next_sweep_at.is_some_and(|next| at < next) {
+            self.next_sweep_at = Some(at);
+        }
     }
 
     /// The one place durable state changes pass; a per-shard log will hook it.
@@ -358,5 +381,48 @@ impl ShardCore {
             | Packet::UnsubAck(_)
             | Packet::PingResp => self.protocol_error(conn, ReasonCode::ProtocolError, now),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Publish, QoS, TopicName};
+
+    fn message(qos: QoS) -> Arc<Message> {
+        Arc::new(Message {
+            publish: Publish {
+                dup: false,
+                qos,
+                retain: false,
+                topic: TopicName::parse("t").expect("valid"),
+                packet_id: None,
+                properties: Default::default(),
+                payload: bytes::Bytes::new(),
+            },
+            expires_at: None,
+            origin: None,
+        })
+    }
+
+    #[test]
+    fn only_qos0_publishes_are_sheddable() {
+        assert!(MeshMessage::Publish {
+            message: message(QoS::AtMostOnce)
+        }
+        .is_sheddable());
+        assert!(!MeshMessage::Publish {
+            message: message(QoS::AtLeastOnce)
+        }
+        .is_sheddable());
+        let filter = TopicFilter::parse("a/#").expect("valid");
+        assert!(!MeshMessage::Route { filter, count: 1 }.is_sheddable());
+    }
+
+    #[test]
+    fn mesh_messages_cross_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<MeshMessage>();
+        assert_send::<Output>();
     }
 }

@@ -75,10 +75,9 @@ impl ShardCore {
             }
         }
         let reason = match authorized {
-            Ok(()) => {
-                self.route_inbound(key, publish, now);
-                ReasonCode::Success
-            }
+            Ok(()) if self.route_inbound(key, publish, now) => ReasonCode::Success,
+            // MQTT 5 tells the publisher nobody was listening (3.x acks send no reason).
+            Ok(()) => ReasonCode::NoMatchingSubscribers,
             Err(reason) => {
                 self.stats.not_authorized_count += 1;
                 reason
@@ -87,7 +86,7 @@ impl ShardCore {
         match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => self.send_ack(conn, Packet::PubAck, id, reason),
             (QoS::ExactlyOnce, Some(id)) => {
-                if reason == ReasonCode::Success {
+                if !reason.is_error() {
                     if let Some(client) = self.clients.get_mut(&key) {
                         client.session.qos2.receive(id);
                     }
@@ -102,7 +101,8 @@ impl ShardCore {
         }
     }
 
-    fn route_inbound(&mut self, key: SessionKey, mut publish: Publish, now: Instant) {
+    /// Routes a client's PUBLISH; false if no subscriber anywhere matched.
+    fn route_inbound(&mut self, key: SessionKey, mut publish: Publish, now: Instant) -> bool {
         let expires_at = Message::expiry_from(publish.properties.message_expiry_interval_s, now);
         publish.dup = false;
         publish.packet_id = None;
@@ -112,16 +112,18 @@ impl ShardCore {
             expires_at,
             origin: Some(key),
         });
-        self.publish_message(message, now);
+        self.publish_message(message, now)
     }
 
-    /// A message from a client on this shard (or a will): retain it, then route it.
-    pub(super) fn publish_message(&mut self, message: Arc<Message>, now: Instant) {
+    /// A message from a client on this shard (or a will): retain it, then route it. False
+    /// if no subscription matched here and no other shard has one.
+    pub(super) fn publish_message(&mut self, message: Arc<Message>, now: Instant) -> bool {
         if message.publish.retain {
             self.store_retained(&message);
         }
         let mut matches = std::mem::take(&mut self.matches);
         self.trie.route(&message.publish.topic, &mut matches);
+        let matched = !matches.is_empty();
         for shard in matches.remote.iter() {
             self.outputs.push_back(Output::Mesh {
                 to: shard,
@@ -133,7 +135,7 @@ impl ShardCore {
         for shared in matches.shared.drain(..) {
             match shared.target {
                 SharedTarget::Local(key, entry) => {
-                    self.deliver_to(key, &message, &[entry], false, now)
+                    self.deliver_to(key, &message, [entry].iter(), false, now)
                 }
                 SharedTarget::Remote(shard) => self.outputs.push_back(Output::Mesh {
                     to: shard,
@@ -144,8 +146,9 @@ impl ShardCore {
                 }),
             }
         }
-        self.deliver_local(&message, &mut matches.local, now);
+        self.deliver_local(&message, &mut matches.local, true, now);
         self.matches = matches;
+        matched
     }
 
     /// The message's retained copy goes to the shard owning its topic.
@@ -184,32 +187,36 @@ impl ShardCore {
     }
 
     /// Delivers to this shard's matching subscribers: one copy per session, at the highest
-    /// QoS its matching subscriptions grant, with every subscription identifier.
+    /// QoS its matching subscriptions grant, with every subscription identifier. No Local
+    /// applies only on the publisher's own shard: `origin` is a key of that shard.
     pub(super) fn deliver_local(
         &mut self,
         message: &Arc<Message>,
         entries: &mut Vec<(SessionKey, SubscriptionEntry)>,
+        apply_no_local: bool,
         now: Instant,
     ) {
-        entries.sort_unstable_by_key(|(key, _)| *key);
+        // Overlapping filters list a session once per filter: sort to group them.
+        if entries.len() > 1 {
+            entries.sort_unstable_by_key(|(key, _)| *key);
+        }
         let mut start = 0;
         while start < entries.len() {
             let key = entries[start].0;
             let end = start + entries[start..].partition_point(|(k, _)| *k == key);
-            let group: Vec<SubscriptionEntry> =
-                entries[start..end].iter().map(|(_, e)| *e).collect();
-            self.deliver_to(key, message, &group, true, now);
+            let group = entries[start..end].iter().map(|(_, e)| e);
+            self.deliver_to(key, message, group, apply_no_local, now);
             start = end;
         }
         entries.clear();
     }
 
     /// One delivery of `message` to session `key` under its matching `entries`.
-    pub(super) fn deliver_to(
+    pub(super) fn deliver_to<'e>(
         &mut self,
         key: SessionKey,
         message: &Arc<Message>,
-        entries: &[SubscriptionEntry],
+        entries: impl Iterator<Item = &'e SubscriptionEntry>,
         apply_no_local: bool,
         now: Instant,
     ) {
@@ -319,6 +326,7 @@ impl ShardCore {
         };
         let session = &mut client.session;
         let mut sent = Vec::new();
+        let mut dropped_count = 0;
         while conn.out.len() < max_out && session.inflight.has_room() {
             let Some(delivery) = session.queue.pop() else {
                 break;
@@ -326,10 +334,12 @@ impl ShardCore {
             match fits(conn, &delivery, now) {
                 Err(WriteRefused::Expired) => {
                     self.stats.messages_expired_count += 1;
+                    dropped_count += 1;
                     continue;
                 }
                 Err(WriteRefused::TooLarge) => {
                     self.stats.packet_too_large_dropped_count += 1;
+                    dropped_count += 1;
                     continue;
                 }
                 Ok(()) => {}
@@ -338,6 +348,12 @@ impl ShardCore {
                 .then(|| session.inflight.insert(delivery.clone()));
             write_delivery(conn, &delivery, id, false, now, &mut self.stats);
             sent.extend(id);
+        }
+        if dropped_count > 0 {
+            self.record(DurableChange::QueueDropped {
+                session: key,
+                dropped_count,
+            });
         }
         for id in sent {
             self.record(DurableChange::InflightSent {
@@ -357,14 +373,29 @@ impl ShardCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        for (id, state) in client.session.inflight.iter() {
-            match state {
-                InflightState::Published(delivery) => {
-                    write_delivery(c, delivery, Some(*id), true, now, &mut self.stats);
+        // A message that expired meanwhile, or no longer fits the client's maximum, cannot
+        // be resent: it leaves the window (counted) rather than holding its slot forever.
+        let stats = &mut self.stats;
+        client.session.inflight.retain(|id, state| match state {
+            InflightState::Published(delivery) => match fits(c, delivery, now) {
+                Ok(()) => {
+                    write_delivery(c, delivery, Some(id), true, now, stats);
+                    true
                 }
-                InflightState::Released => c.write(&Packet::PubRel(Ack::success(*id))),
+                Err(WriteRefused::Expired) => {
+                    stats.messages_expired_count += 1;
+                    false
+                }
+                Err(WriteRefused::TooLarge) => {
+                    stats.packet_too_large_dropped_count += 1;
+                    false
+                }
+            },
+            InflightState::Released => {
+                c.write(&Packet::PubRel(Ack::success(id)));
+                true
             }
-        }
+        });
         self.drain(key, now);
         self.signal(conn);
     }
@@ -525,6 +556,10 @@ fn overrides(delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Pub
 
 /// Whether `delivery` may be written to `conn` at all (live, within the client's maximum).
 fn fits(conn: &Conn, delivery: &Delivery, now: Instant) -> Result<(), WriteRefused> {
+    if conn.max_packet_bytes == u32::MAX && delivery.message.expires_at.is_none() {
+        // The common case: no client maximum, nothing to expire.
+        return Ok(());
+    }
     let publish = publish_at(delivery, now)?;
     let version = conn
         .version

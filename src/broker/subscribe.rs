@@ -182,8 +182,9 @@ impl ShardCore {
                 Err(_) => return,
             }
         };
+        let local = owners.contains(&self.shard);
         let remote: Vec<ShardId> = owners.into_iter().filter(|s| *s != self.shard).collect();
-        if remote.len() < usize::from(self.shard_count) {
+        if local {
             let mut found = Vec::new();
             self.retained.matching(filter, now, &mut found);
             for retained in found {
@@ -223,7 +224,7 @@ impl ShardCore {
         let Some(pending) = self.pending_retained.get_mut(&query) else {
             return;
         };
-        pending.replies_left -= 1;
+        pending.replies_left = pending.replies_left.saturating_sub(1);
         let (key, entry) = (pending.session, pending.entry);
         if pending.replies_left == 0 {
             self.pending_retained.remove(&query);

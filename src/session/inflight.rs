@@ -109,6 +109,12 @@ impl Inflight {
         self.entries.iter()
     }
 
+    /// Keeps the entries for which `keep` says so, in order (resending after a reconnection
+    /// visits each and may drop those that can no longer be sent).
+    pub fn retain(&mut self, mut keep: impl FnMut(PacketId, &InflightState) -> bool) {
+        self.entries.retain(|(id, state)| keep(*id, state));
+    }
+
     /// Drops every entry (the session was discarded).
     pub fn clear(&mut self) {
         self.entries.clear();
@@ -186,6 +192,18 @@ pub(crate) mod tests {
         assert!(w.pubrec(id, false), "a repeated PUBREC is answered again");
         assert!(w.pubcomp(id));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn retain_keeps_order_and_frees_dropped_ids() {
+        let mut w = Inflight::new(3);
+        let a = w.insert(delivery(QoS::AtLeastOnce, b"a"));
+        let b = w.insert(delivery(QoS::AtLeastOnce, b"b"));
+        let c = w.insert(delivery(QoS::AtLeastOnce, b"c"));
+        w.retain(|id, _| id != b);
+        let left: Vec<_> = w.iter().map(|(id, _)| *id).collect();
+        assert_eq!(left, vec![a, c]);
+        assert!(w.has_room());
     }
 
     #[test]

@@ -30,6 +30,11 @@ impl Keepalive {
         }
     }
 
+    /// When the client is gone if nothing arrives; `None` with keep alive 0.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     pub fn expired(&self, now: Instant) -> bool {
         self.deadline.is_some_and(|at| now >= at)
     }

@@ -64,12 +64,21 @@ pub(crate) async fn serve<C: Core, T: Transport>(
     shard.forget(conn);
     match ending {
         Ending::Lost => {
-            let now = shard.now();
-            shard.core.borrow_mut().connection_lost(conn, now);
-            shard.pump();
+            // A connection the core already closed (it failed while flushing) is
+            // forgotten by the core; only one it still serves is reported lost.
+            if !signal.close.get() || signal.closed_by_runtime.get() {
+                let now = shard.now();
+                shard.core.borrow_mut().connection_lost(conn, now);
+                shard.pump();
+            }
             shard.shared.connection_closed();
         }
         Ending::Closed => {
+            if signal.closed_by_runtime.get() {
+                let now = shard.now();
+                shard.core.borrow_mut().connection_lost(conn, now);
+                shard.pump();
+            }
             linger(&shard, &mut io).await;
             shard.shared.connection_closed();
         }

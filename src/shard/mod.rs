@@ -20,6 +20,8 @@ pub mod start;
 pub mod transport;
 
 #[cfg(test)]
+mod accept_bench;
+#[cfg(test)]
 mod tests;
 
 pub use self::core::{Core, CoreOutput};

@@ -69,6 +69,9 @@ impl Shared {
 pub struct ConnSignal {
     pub writable: Cell<bool>,
     pub close: Cell<bool>,
+    /// The runtime, not the core, asked for the close (stopping): the core must then be
+    /// told the connection is gone.
+    pub closed_by_runtime: Cell<bool>,
     pub handoff: RefCell<Option<(ShardId, BytesMut)>>,
     /// What the core had pending for the connection when it asked to close it, taken at
     /// once so the core may forget the connection right after `Close`.
@@ -125,7 +128,11 @@ impl StopSignal {
             if self.stopped.get() {
                 std::task::Poll::Ready(())
             } else {
-                self.waiters.borrow_mut().push(cx.waker().clone());
+                // One entry per waiting task (a listener polls this once per accept).
+                let mut waiters = self.waiters.borrow_mut();
+                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiters.push(cx.waker().clone());
+                }
                 std::task::Poll::Pending
             }
         })
@@ -216,8 +223,11 @@ impl<C: Core> Shard<C> {
     /// Asks every open connection to flush and close (shutdown's last step).
     pub fn close_all(&self) {
         for signal in self.conns.borrow().values() {
-            signal.close.set(true);
-            signal.wake();
+            if !signal.close.get() {
+                signal.closed_by_runtime.set(true);
+                signal.close.set(true);
+                signal.wake();
+            }
         }
     }
 

@@ -61,6 +61,7 @@ pub enum StartError {
         needed_bytes: u64,
     },
     NoCpus,
+    NoListener,
     Listen {
         addr: SocketAddr,
         error: std::io::Error,
@@ -84,6 +85,7 @@ impl fmt::Display for StartError {
                 needed_bytes.div_ceil(1024)
             ),
             StartError::NoCpus => write!(f, "no CPU to run a shard on (check --cpus)"),
+            StartError::NoListener => write!(f, "no address to listen on"),
             StartError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Executor(why) => write!(f, "a shard failed: {why}"),
         }
@@ -304,7 +306,7 @@ async fn stop_shard<C: Core>(shard: &Rc<Shard<C>>, shard_count: u16) {
     shard.core.borrow_mut().shutdown(now);
     shard.pump();
     shard.mesh.flush();
-    wait_closed(shard).await;
+    // Connections the core did not close are closed too; each writes what it has first.
     shard.close_all();
     wait_closed(shard).await;
     let mesh = shard.mesh.stats();
@@ -410,8 +412,16 @@ fn resolve_listeners(
     let mut resolved = Vec::with_capacity(addrs.len());
     let mut probes = Vec::with_capacity(addrs.len());
     for &addr in addrs {
-        let socket =
-            listener::bind_socket(addr).map_err(|error| StartError::Listen { addr, error })?;
+        let socket = match listener::bind_socket(addr) {
+            Ok(socket) => socket,
+            // A host without IPv6 cannot bind [::1]; with another listener left, go on
+            // without it (local-only mode lists both loopbacks).
+            Err(error) if addr.is_ipv6() && addrs.len() > 1 && no_ipv6(&error) => {
+                tracing::warn!(%addr, %error, "IPv6 unavailable; not listening there");
+                continue;
+            }
+            Err(error) => return Err(StartError::Listen { addr, error }),
+        };
         let local = socket
             .local_addr()
             .ok()
@@ -420,5 +430,15 @@ fn resolve_listeners(
         resolved.push(local);
         probes.push(socket);
     }
+    if resolved.is_empty() {
+        return Err(StartError::NoListener);
+    }
     Ok((resolved, probes))
+}
+
+fn no_ipv6(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+    )
 }

@@ -46,7 +46,10 @@ impl Broker {
 
     fn start_with(shards: u16, config: Option<&str>) -> Broker {
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_culex"));
+        // CULEX_BIN runs another build (a release binary, for measurements).
+        let program =
+            std::env::var("CULEX_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_culex").to_string());
+        let mut cmd = Command::new(program);
         cmd.arg("--shards").arg(shards.to_string());
         // CULEX_TEST_VERBOSE=1 shows the broker's debug log; otherwise it stays quiet.
         let verbose = std::env::var_os("CULEX_TEST_VERBOSE").is_some();
@@ -147,6 +150,13 @@ impl Drop for Broker {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// A subscription is acknowledged by the subscriber's shard; other shards learn of it by
+/// mesh shortly after (the routing replica is eventually consistent). Tests that publish
+/// from another shard right after SUBACK wait this long first.
+pub fn settle_routes() {
+    std::thread::sleep(Duration::from_millis(100));
 }
 
 /// A port nobody listens on now (the kernel's choice for port 0, released).
@@ -316,6 +326,12 @@ impl RawClient {
     pub fn disconnect(mut self) {
         self.send(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// The socket, for tests that read raw bytes once the handshake is done.
+    pub fn into_stream(self) -> TcpStream {
+        assert!(self.buf.is_empty(), "no packet left unread");
+        self.stream
     }
 
     /// Drops the TCP connection without DISCONNECT (so the will is published).
