@@ -54,6 +54,9 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Accepts until the shard stops.
 pub async fn accept_loop<C: Core>(shard: Rc<Shard<C>>, listener: TcpListener) {
+    // Accept errors in a row: a full descriptor table fails every accept until a
+    // connection closes, so it is logged when it starts and when it ends, not every pause.
+    let mut failures_count: u64 = 0;
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             shard.stop.wait().await;
@@ -63,6 +66,10 @@ pub async fn accept_loop<C: Core>(shard: Rc<Shard<C>>, listener: TcpListener) {
         match accepted {
             None => return,
             Some(Ok(stream)) => {
+                if failures_count > 0 {
+                    tracing::warn!(failures_count, "accepting again after failed accepts");
+                    failures_count = 0;
+                }
                 if shard.shared.try_open_connection() {
                     shard.open(TcpTransport::new(stream), None);
                 } else {
@@ -72,7 +79,16 @@ pub async fn accept_loop<C: Core>(shard: Rc<Shard<C>>, listener: TcpListener) {
                 }
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "accept failed");
+                if failures_count == 0 {
+                    tracing::warn!(
+                        error = %e,
+                        connections = shard.open_count(),
+                        "accept failed; retrying every {ACCEPT_ERROR_PAUSE:?} until it works"
+                    );
+                } else {
+                    tracing::debug!(error = %e, failures_count, "accept failed again");
+                }
+                failures_count += 1;
                 glommio::timer::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
