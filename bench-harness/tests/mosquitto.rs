@@ -104,9 +104,12 @@ fn tiny_scenario_against_mosquitto() {
         assert!(r.ok, "run failed: {:?}", r.note);
         assert_eq!(r.broker, "mosquitto");
         // 5 publishers at 20 msg/s each: about 100/s delivered, paced open loop (slow enough
-        // for a debug-built loadgen on a busy machine).
+        // for a debug-built loadgen on a busy machine). The rate is taken over the window the
+        // harness reconstructs from the loadgen's setup time, so a stall on a loaded machine
+        // moves it by a few tenths of a second (131/s was seen in CI): the band catches unit
+        // and double-counting errors, the exact counts below catch losses.
         assert!(
-            (70.0..130.0).contains(&r.delivered_per_s),
+            (50.0..180.0).contains(&r.delivered_per_s),
             "delivered {} msg/s",
             r.delivered_per_s
         );
