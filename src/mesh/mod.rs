@@ -7,6 +7,11 @@
 //! deadlock): the batch waits in a local backlog, in order, and is retried. Beyond
 //! `limits.mesh_backlog_messages` queued messages, sheddable messages (QoS 0 publishes)
 //! are dropped and counted; the rest are kept and counted as over the limit.
+//!
+//! What cannot be shed is bounded by pushing back: while the backlog is at its limit the
+//! mesh says so ([`Mesh::pushing_back`]) and the shard stops reading from its connections,
+//! so TCP slows the publishers instead of the backlog growing without bound. Reading
+//! resumes once the backlog is down to half the limit (so it does not flap per batch).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -82,6 +87,8 @@ pub struct MeshStats {
     pub over_limit_count: u64,
     /// Messages dropped because the receiving shard had stopped.
     pub closed_count: u64,
+    /// Times the backlog reached its limit and reading from connections was paused.
+    pub pushbacks_count: u64,
 }
 
 /// A receiving end, connected, with the shard it comes from.
@@ -99,6 +106,12 @@ pub struct Mesh<T: Send + 'static> {
     sheddable: fn(&T) -> bool,
     flush_pending: Cell<bool>,
     flusher: Cell<Option<Waker>>,
+    /// The backlog reached its limit and has not yet fallen to half of it.
+    pushing_back: Cell<bool>,
+    /// Bumped each time pushing back ends, so a reader knows whether its waker was used.
+    resume_epoch: Cell<u64>,
+    /// Tasks waiting for pushing back to end.
+    room_waiters: RefCell<Vec<Waker>>,
     stats: RefCell<MeshStats>,
 }
 
@@ -155,6 +168,9 @@ impl<T: Send + 'static> Mesh<T> {
             sheddable,
             flush_pending: Cell::new(false),
             flusher: Cell::new(None),
+            pushing_back: Cell::new(false),
+            resume_epoch: Cell::new(0),
+            room_waiters: RefCell::new(Vec::new()),
             stats: RefCell::new(MeshStats::default()),
         };
         (mesh, inbound)
@@ -186,6 +202,41 @@ impl<T: Send + 'static> Mesh<T> {
 
     pub fn stats(&self) -> MeshStats {
         self.stats.borrow().clone()
+    }
+
+    /// Whether the shard should stop reading from its connections: the backlog of
+    /// messages other shards have not yet taken is at its limit.
+    pub fn pushing_back(&self) -> bool {
+        self.pushing_back.get()
+    }
+
+    /// Which pushing-back episode is current: a reader that registered in an earlier one
+    /// had its waker used and must register again.
+    pub fn resume_epoch(&self) -> u64 {
+        self.resume_epoch.get()
+    }
+
+    /// Wakes `waker` when pushing back ends. Register once per episode
+    /// ([`Mesh::resume_epoch`]): every waker is kept until then.
+    pub fn wake_on_room(&self, waker: &Waker) {
+        self.room_waiters.borrow_mut().push(waker.clone());
+    }
+
+    /// Starts or ends pushing back after a flush left `backlog_messages` waiting.
+    fn update_pushback(&self, backlog_messages: u64, stats: &mut MeshStats) {
+        if !self.pushing_back.get() {
+            if backlog_messages >= self.backlog_limit_messages {
+                self.pushing_back.set(true);
+                stats.pushbacks_count += 1;
+            }
+        } else if backlog_messages <= self.backlog_limit_messages / 2 {
+            self.pushing_back.set(false);
+            self.resume_epoch.set(self.resume_epoch.get().wrapping_add(1));
+            let waiters = std::mem::take(&mut *self.room_waiters.borrow_mut());
+            for w in waiters {
+                w.wake();
+            }
+        }
     }
 
     /// Moves this turn's batches and any backlog into the queues, as far as they have room.
@@ -226,6 +277,7 @@ impl<T: Send + 'static> Mesh<T> {
             self.shed(&mut backlog, &mut stats, waiting);
         }
         stats.backlog_messages = backlog.iter().flatten().map(|b| b.len() as u64).sum();
+        self.update_pushback(stats.backlog_messages, &mut stats);
         remaining
     }
 
