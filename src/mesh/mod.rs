@@ -18,6 +18,8 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -42,6 +44,9 @@ pub struct MeshLinks<T: Send + 'static> {
     shard: ShardId,
     senders: Vec<Option<SharedSender<Vec<T>>>>,
     receivers: Vec<Option<SharedReceiver<Vec<T>>>>,
+    /// Per link: messages sent and not yet taken by the receiver (shared by both ends).
+    unreceived_to: Vec<Option<Arc<AtomicU64>>>,
+    unreceived_from: Vec<Option<Arc<AtomicU64>>>,
 }
 
 impl<T: Send + 'static> std::fmt::Debug for MeshLinks<T> {
@@ -60,6 +65,8 @@ pub fn links<T: Send + 'static>(shard_count: u16, queue_batches: usize) -> Vec<M
             shard: ShardId(i),
             senders: (0..n).map(|_| None).collect(),
             receivers: (0..n).map(|_| None).collect(),
+            unreceived_to: (0..n).map(|_| None).collect(),
+            unreceived_from: (0..n).map(|_| None).collect(),
         })
         .collect();
     for from in 0..n {
@@ -68,6 +75,9 @@ pub fn links<T: Send + 'static>(shard_count: u16, queue_batches: usize) -> Vec<M
                 let (tx, rx) = shared_channel::new_bounded(queue_batches);
                 all[from].senders[to] = Some(tx);
                 all[to].receivers[from] = Some(rx);
+                let unreceived = Arc::new(AtomicU64::new(0));
+                all[from].unreceived_to[to] = Some(unreceived.clone());
+                all[to].unreceived_from[from] = Some(unreceived);
             }
         }
     }
@@ -103,6 +113,10 @@ pub struct Mesh<T: Send + 'static> {
     /// Batches a full queue refused, per destination, oldest first.
     backlog: RefCell<Vec<VecDeque<Vec<T>>>>,
     backlog_limit_messages: u64,
+    /// Per destination: messages in its queue, not yet taken (it counts them down).
+    unreceived_to: Vec<Option<Arc<AtomicU64>>>,
+    /// Per source: the same counters, seen from the receiving end.
+    unreceived_from: Vec<Option<Arc<AtomicU64>>>,
     sheddable: fn(&T) -> bool,
     flush_pending: Cell<bool>,
     flusher: Cell<Option<Waker>>,
@@ -136,6 +150,8 @@ impl<T: Send + 'static> Mesh<T> {
             shard,
             senders,
             receivers,
+            unreceived_to,
+            unreceived_from,
         } = links;
         let sender_tasks: Vec<_> = senders
             .into_iter()
@@ -165,6 +181,8 @@ impl<T: Send + 'static> Mesh<T> {
             outbox: RefCell::new((0..n).map(|_| Vec::new()).collect()),
             backlog: RefCell::new((0..n).map(|_| VecDeque::new()).collect()),
             backlog_limit_messages: u64::from(backlog_limit_messages),
+            unreceived_to,
+            unreceived_from,
             sheddable,
             flush_pending: Cell::new(false),
             flusher: Cell::new(None),
@@ -204,6 +222,24 @@ impl<T: Send + 'static> Mesh<T> {
         self.stats.borrow().clone()
     }
 
+    /// The receiving shard has handled `messages_count` messages from `from`: they no
+    /// longer count against `from`'s backlog.
+    pub fn taken(&self, from: ShardId, messages_count: usize) {
+        if let Some(Some(unreceived)) = self.unreceived_from.get(usize::from(from.0)) {
+            let before = unreceived.fetch_sub(messages_count as u64, Ordering::Relaxed);
+            debug_assert!(before >= messages_count as u64, "took more than was sent");
+        }
+    }
+
+    /// Messages sent to other shards and not yet taken by them.
+    fn unreceived_messages(&self) -> u64 {
+        self.unreceived_to
+            .iter()
+            .flatten()
+            .map(|u| u.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Whether the shard should stop reading from its connections: the backlog of
     /// messages other shards have not yet taken is at its limit.
     pub fn pushing_back(&self) -> bool {
@@ -222,7 +258,8 @@ impl<T: Send + 'static> Mesh<T> {
         self.room_waiters.borrow_mut().push(waker.clone());
     }
 
-    /// Starts or ends pushing back after a flush left `backlog_messages` waiting.
+    /// Starts or ends pushing back after a flush left `backlog_messages` held (in the
+    /// backlog and in peers' queues).
     fn update_pushback(&self, backlog_messages: u64, stats: &mut MeshStats) {
         if !self.pushing_back.get() {
             if backlog_messages >= self.backlog_limit_messages {
@@ -231,7 +268,8 @@ impl<T: Send + 'static> Mesh<T> {
             }
         } else if backlog_messages <= self.backlog_limit_messages / 2 {
             self.pushing_back.set(false);
-            self.resume_epoch.set(self.resume_epoch.get().wrapping_add(1));
+            self.resume_epoch
+                .set(self.resume_epoch.get().wrapping_add(1));
             let waiters = std::mem::take(&mut *self.room_waiters.borrow_mut());
             for w in waiters {
                 w.wake();
@@ -258,6 +296,9 @@ impl<T: Send + 'static> Mesh<T> {
                 let len = batch.len() as u64;
                 match sender.try_send(batch) {
                     Ok(()) => {
+                        if let Some(Some(unreceived)) = self.unreceived_to.get(to) {
+                            unreceived.fetch_add(len, Ordering::Relaxed);
+                        }
                         stats.messages_sent_count += len;
                         stats.batches_sent_count += 1;
                     }
@@ -277,7 +318,10 @@ impl<T: Send + 'static> Mesh<T> {
             self.shed(&mut backlog, &mut stats, waiting);
         }
         stats.backlog_messages = backlog.iter().flatten().map(|b| b.len() as u64).sum();
-        self.update_pushback(stats.backlog_messages, &mut stats);
+        // What a slow peer has not taken counts too: its queue holds batches, not messages,
+        // so 1,024 large batches can hide millions of messages from the backlog.
+        let held = stats.backlog_messages + self.unreceived_messages();
+        self.update_pushback(held, &mut stats);
         remaining
     }
 
@@ -316,7 +360,9 @@ impl<T: Send + 'static> Mesh<T> {
     pub async fn run_flusher(self: Rc<Self>) {
         loop {
             WaitFlush { mesh: &self }.await;
-            while self.flush() {
+            // While pushing back, nothing new is pushed: keep checking whether the peers
+            // have caught up, or readers would never resume.
+            while self.flush() || self.pushing_back() {
                 glommio::timer::sleep(BACKLOG_RETRY).await;
             }
         }
