@@ -497,4 +497,91 @@ mod tests {
         assert_eq!(stats.backlog_messages, 20);
         assert!(stats.over_limit_count > 0);
     }
+
+    /// Unsheddable messages to a peer that does not take them: once the backlog and the
+    /// peer's queue hold the limit, the mesh pushes back and keeps a reader's waker; when
+    /// the peer takes them, pushing back ends (at half the limit) and the reader is woken.
+    #[test]
+    fn pushes_back_until_the_peer_takes_its_messages() {
+        fn never(_: &u32) -> bool {
+            false
+        }
+        let mut links = links::<u32>(2, 2);
+        let l1 = links.pop().unwrap();
+        let l0 = links.pop().unwrap();
+        let (full_tx, full_rx) = std::sync::mpsc::channel::<()>();
+        let receiver = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(64 * 1024)
+            .spawn(move || async move {
+                let (mesh, mut inbound) = Mesh::connect(l1, 10, never).await;
+                let (from, rx) = inbound.pop().unwrap();
+                // Take nothing until the sender has seen the pushback.
+                while full_rx.try_recv().is_err() {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                let mut got = Vec::new();
+                while let Some(batch) = rx.recv().await {
+                    let count = batch.len();
+                    got.extend(batch);
+                    mesh.taken(from, count);
+                }
+                got
+            })
+            .unwrap();
+        let sender = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(64 * 1024)
+            .spawn(move || async move {
+                let (mesh, _inbound) = Mesh::connect(l0, 10, never).await;
+                let mesh = Rc::new(mesh);
+                // Two batches of 4 fill the two-slot queue: 8 held, under the limit.
+                for batch in 0..2u32 {
+                    for i in 0..4 {
+                        mesh.push(ShardId(1), batch * 4 + i);
+                    }
+                    assert!(!mesh.flush());
+                }
+                assert!(!mesh.pushing_back(), "8 held, limit 10");
+                // Two more wait in the backlog: 10 held, at the limit.
+                mesh.push(ShardId(1), 8);
+                mesh.push(ShardId(1), 9);
+                assert!(mesh.flush());
+                assert!(mesh.pushing_back());
+                let woken = Rc::new(Cell::new(false));
+                let epoch = mesh.resume_epoch();
+                let reader = {
+                    let (mesh, woken) = (mesh.clone(), woken.clone());
+                    glommio::spawn_local(futures_lite::future::poll_fn(move |cx| {
+                        if mesh.pushing_back() {
+                            mesh.wake_on_room(cx.waker());
+                            Poll::Pending
+                        } else {
+                            woken.set(true);
+                            Poll::Ready(())
+                        }
+                    }))
+                };
+                glommio::executor().yield_now().await;
+                assert!(!woken.get(), "no room yet");
+                full_tx.send(()).unwrap();
+                glommio::spawn_local(mesh.clone().run_flusher()).detach();
+                mesh.push(ShardId(1), 10);
+                reader.await;
+                assert!(woken.get());
+                assert!(!mesh.pushing_back());
+                assert_ne!(mesh.resume_epoch(), epoch, "a new episode after the resume");
+                while mesh.flush() {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                let stats = mesh.stats();
+                mesh.close();
+                stats
+            })
+            .unwrap();
+        let stats = sender.join().unwrap();
+        let got = receiver.join().unwrap();
+        // Pushing back drops nothing: every message arrives, in order.
+        assert_eq!(got, (0..=10).collect::<Vec<u32>>());
+        assert_eq!(stats.shed_count, 0);
+        assert_eq!(stats.pushbacks_count, 1);
+    }
 }
