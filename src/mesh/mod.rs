@@ -292,21 +292,32 @@ impl<T: Send + 'static> Mesh<T> {
                 // Behind any backlog, so a pair's messages stay in order.
                 queued.push_back(std::mem::take(&mut outbox[to]));
             }
+            let unreceived = self.unreceived_to.get(to).and_then(Option::as_ref);
             while let Some(batch) = queued.pop_front() {
                 let len = batch.len() as u64;
+                // Counted before the send: the peer may take the batch and count it down
+                // before `try_send` even returns.
+                if let Some(u) = unreceived {
+                    u.fetch_add(len, Ordering::Relaxed);
+                }
                 match sender.try_send(batch) {
                     Ok(()) => {
-                        if let Some(Some(unreceived)) = self.unreceived_to.get(to) {
-                            unreceived.fetch_add(len, Ordering::Relaxed);
-                        }
                         stats.messages_sent_count += len;
                         stats.batches_sent_count += 1;
                     }
                     Err(GlommioError::WouldBlock(ResourceType::Channel(batch))) => {
+                        if let Some(u) = unreceived {
+                            u.fetch_sub(len, Ordering::Relaxed);
+                        }
                         queued.push_front(batch);
                         break;
                     }
-                    Err(_) => stats.closed_count += len,
+                    Err(_) => {
+                        if let Some(u) = unreceived {
+                            u.fetch_sub(len, Ordering::Relaxed);
+                        }
+                        stats.closed_count += len;
+                    }
                 }
             }
             if !queued.is_empty() {
