@@ -239,4 +239,26 @@ pub(crate) mod tests {
         let c = w.insert(delivery(QoS::AtLeastOnce, b"c"));
         assert_eq!(c.get(), 2, "65535 and 1 are taken");
     }
+
+    /// The widest window (`max_inflight_messages 0`): all 65,535 ids in use at once, each
+    /// once; an id freed by PUBACK, by a failed PUBREC or by `retain` is the one the next
+    /// delivery takes, since every other id is still held.
+    #[test]
+    fn full_65535_window_hands_out_each_id_once_and_reuses_freed_ones() {
+        let mut w = Inflight::new(u16::MAX);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..u16::MAX {
+            assert!(seen.insert(w.insert(delivery(QoS::ExactlyOnce, b"m"))));
+        }
+        assert!(!w.has_room());
+        let freed = PacketId::new(40_000).expect("non-zero");
+        assert!(w.pubrec(freed, true), "a failed PUBREC ends the exchange");
+        assert_eq!(w.insert(delivery(QoS::AtLeastOnce, b"n")), freed);
+        assert!(w.puback(freed));
+        assert_eq!(w.insert(delivery(QoS::AtLeastOnce, b"o")), freed);
+        let dropped = PacketId::new(7).expect("non-zero");
+        w.retain(|id, _| id != dropped);
+        assert_eq!(w.insert(delivery(QoS::AtLeastOnce, b"p")), dropped);
+        assert_eq!(w.len(), usize::from(u16::MAX));
+    }
 }
