@@ -7,12 +7,19 @@
 //! deadlock): the batch waits in a local backlog, in order, and is retried. Beyond
 //! `limits.mesh_backlog_messages` queued messages, sheddable messages (QoS 0 publishes)
 //! are dropped and counted; the rest are kept and counted as over the limit.
+//!
+//! What cannot be shed is bounded by pushing back: while the backlog is at its limit the
+//! mesh says so ([`Mesh::pushing_back`]) and the shard stops reading from its connections,
+//! so TCP slows the publishers instead of the backlog growing without bound. Reading
+//! resumes once the backlog is down to half the limit (so it does not flap per batch).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -37,6 +44,9 @@ pub struct MeshLinks<T: Send + 'static> {
     shard: ShardId,
     senders: Vec<Option<SharedSender<Vec<T>>>>,
     receivers: Vec<Option<SharedReceiver<Vec<T>>>>,
+    /// Per link: messages sent and not yet taken by the receiver (shared by both ends).
+    unreceived_to: Vec<Option<Arc<AtomicU64>>>,
+    unreceived_from: Vec<Option<Arc<AtomicU64>>>,
 }
 
 impl<T: Send + 'static> std::fmt::Debug for MeshLinks<T> {
@@ -55,6 +65,8 @@ pub fn links<T: Send + 'static>(shard_count: u16, queue_batches: usize) -> Vec<M
             shard: ShardId(i),
             senders: (0..n).map(|_| None).collect(),
             receivers: (0..n).map(|_| None).collect(),
+            unreceived_to: (0..n).map(|_| None).collect(),
+            unreceived_from: (0..n).map(|_| None).collect(),
         })
         .collect();
     for from in 0..n {
@@ -63,6 +75,9 @@ pub fn links<T: Send + 'static>(shard_count: u16, queue_batches: usize) -> Vec<M
                 let (tx, rx) = shared_channel::new_bounded(queue_batches);
                 all[from].senders[to] = Some(tx);
                 all[to].receivers[from] = Some(rx);
+                let unreceived = Arc::new(AtomicU64::new(0));
+                all[from].unreceived_to[to] = Some(unreceived.clone());
+                all[to].unreceived_from[from] = Some(unreceived);
             }
         }
     }
@@ -82,6 +97,8 @@ pub struct MeshStats {
     pub over_limit_count: u64,
     /// Messages dropped because the receiving shard had stopped.
     pub closed_count: u64,
+    /// Times the backlog reached its limit and reading from connections was paused.
+    pub pushbacks_count: u64,
 }
 
 /// A receiving end, connected, with the shard it comes from.
@@ -96,9 +113,19 @@ pub struct Mesh<T: Send + 'static> {
     /// Batches a full queue refused, per destination, oldest first.
     backlog: RefCell<Vec<VecDeque<Vec<T>>>>,
     backlog_limit_messages: u64,
+    /// Per destination: messages in its queue, not yet taken (it counts them down).
+    unreceived_to: Vec<Option<Arc<AtomicU64>>>,
+    /// Per source: the same counters, seen from the receiving end.
+    unreceived_from: Vec<Option<Arc<AtomicU64>>>,
     sheddable: fn(&T) -> bool,
     flush_pending: Cell<bool>,
     flusher: Cell<Option<Waker>>,
+    /// The backlog reached its limit and has not yet fallen to half of it.
+    pushing_back: Cell<bool>,
+    /// Bumped each time pushing back ends, so a reader knows whether its waker was used.
+    resume_epoch: Cell<u64>,
+    /// Tasks waiting for pushing back to end.
+    room_waiters: RefCell<Vec<Waker>>,
     stats: RefCell<MeshStats>,
 }
 
@@ -123,6 +150,8 @@ impl<T: Send + 'static> Mesh<T> {
             shard,
             senders,
             receivers,
+            unreceived_to,
+            unreceived_from,
         } = links;
         let sender_tasks: Vec<_> = senders
             .into_iter()
@@ -152,9 +181,14 @@ impl<T: Send + 'static> Mesh<T> {
             outbox: RefCell::new((0..n).map(|_| Vec::new()).collect()),
             backlog: RefCell::new((0..n).map(|_| VecDeque::new()).collect()),
             backlog_limit_messages: u64::from(backlog_limit_messages),
+            unreceived_to,
+            unreceived_from,
             sheddable,
             flush_pending: Cell::new(false),
             flusher: Cell::new(None),
+            pushing_back: Cell::new(false),
+            resume_epoch: Cell::new(0),
+            room_waiters: RefCell::new(Vec::new()),
             stats: RefCell::new(MeshStats::default()),
         };
         (mesh, inbound)
@@ -188,6 +222,61 @@ impl<T: Send + 'static> Mesh<T> {
         self.stats.borrow().clone()
     }
 
+    /// The receiving shard has handled `messages_count` messages from `from`: they no
+    /// longer count against `from`'s backlog.
+    pub fn taken(&self, from: ShardId, messages_count: usize) {
+        if let Some(Some(unreceived)) = self.unreceived_from.get(usize::from(from.0)) {
+            let before = unreceived.fetch_sub(messages_count as u64, Ordering::Relaxed);
+            debug_assert!(before >= messages_count as u64, "took more than was sent");
+        }
+    }
+
+    /// Messages sent to other shards and not yet taken by them.
+    fn unreceived_messages(&self) -> u64 {
+        self.unreceived_to
+            .iter()
+            .flatten()
+            .map(|u| u.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Whether the shard should stop reading from its connections: the backlog of
+    /// messages other shards have not yet taken is at its limit.
+    pub fn pushing_back(&self) -> bool {
+        self.pushing_back.get()
+    }
+
+    /// Which pushing-back episode is current: a reader that registered in an earlier one
+    /// had its waker used and must register again.
+    pub fn resume_epoch(&self) -> u64 {
+        self.resume_epoch.get()
+    }
+
+    /// Wakes `waker` when pushing back ends. Register once per episode
+    /// ([`Mesh::resume_epoch`]): every waker is kept until then.
+    pub fn wake_on_room(&self, waker: &Waker) {
+        self.room_waiters.borrow_mut().push(waker.clone());
+    }
+
+    /// Starts or ends pushing back after a flush left `backlog_messages` held (in the
+    /// backlog and in peers' queues).
+    fn update_pushback(&self, backlog_messages: u64, stats: &mut MeshStats) {
+        if !self.pushing_back.get() {
+            if backlog_messages >= self.backlog_limit_messages {
+                self.pushing_back.set(true);
+                stats.pushbacks_count += 1;
+            }
+        } else if backlog_messages <= self.backlog_limit_messages / 2 {
+            self.pushing_back.set(false);
+            self.resume_epoch
+                .set(self.resume_epoch.get().wrapping_add(1));
+            let waiters = std::mem::take(&mut *self.room_waiters.borrow_mut());
+            for w in waiters {
+                w.wake();
+            }
+        }
+    }
+
     /// Moves this turn's batches and any backlog into the queues, as far as they have room.
     /// Returns whether some backlog remains.
     pub fn flush(&self) -> bool {
@@ -203,18 +292,32 @@ impl<T: Send + 'static> Mesh<T> {
                 // Behind any backlog, so a pair's messages stay in order.
                 queued.push_back(std::mem::take(&mut outbox[to]));
             }
+            let unreceived = self.unreceived_to.get(to).and_then(Option::as_ref);
             while let Some(batch) = queued.pop_front() {
                 let len = batch.len() as u64;
+                // Counted before the send: the peer may take the batch and count it down
+                // before `try_send` even returns.
+                if let Some(u) = unreceived {
+                    u.fetch_add(len, Ordering::Relaxed);
+                }
                 match sender.try_send(batch) {
                     Ok(()) => {
                         stats.messages_sent_count += len;
                         stats.batches_sent_count += 1;
                     }
                     Err(GlommioError::WouldBlock(ResourceType::Channel(batch))) => {
+                        if let Some(u) = unreceived {
+                            u.fetch_sub(len, Ordering::Relaxed);
+                        }
                         queued.push_front(batch);
                         break;
                     }
-                    Err(_) => stats.closed_count += len,
+                    Err(_) => {
+                        if let Some(u) = unreceived {
+                            u.fetch_sub(len, Ordering::Relaxed);
+                        }
+                        stats.closed_count += len;
+                    }
                 }
             }
             if !queued.is_empty() {
@@ -226,6 +329,10 @@ impl<T: Send + 'static> Mesh<T> {
             self.shed(&mut backlog, &mut stats, waiting);
         }
         stats.backlog_messages = backlog.iter().flatten().map(|b| b.len() as u64).sum();
+        // What a slow peer has not taken counts too: its queue holds batches, not messages,
+        // so 1,024 large batches can hide millions of messages from the backlog.
+        let held = stats.backlog_messages + self.unreceived_messages();
+        self.update_pushback(held, &mut stats);
         remaining
     }
 
@@ -264,7 +371,9 @@ impl<T: Send + 'static> Mesh<T> {
     pub async fn run_flusher(self: Rc<Self>) {
         loop {
             WaitFlush { mesh: &self }.await;
-            while self.flush() {
+            // While pushing back, nothing new is pushed: keep checking whether the peers
+            // have caught up, or readers would never resume.
+            while self.flush() || self.pushing_back() {
                 glommio::timer::sleep(BACKLOG_RETRY).await;
             }
         }
@@ -398,5 +507,92 @@ mod tests {
         assert_eq!(stats.shed_count, 20);
         assert_eq!(stats.backlog_messages, 20);
         assert!(stats.over_limit_count > 0);
+    }
+
+    /// Unsheddable messages to a peer that does not take them: once the backlog and the
+    /// peer's queue hold the limit, the mesh pushes back and keeps a reader's waker; when
+    /// the peer takes them, pushing back ends (at half the limit) and the reader is woken.
+    #[test]
+    fn pushes_back_until_the_peer_takes_its_messages() {
+        fn never(_: &u32) -> bool {
+            false
+        }
+        let mut links = links::<u32>(2, 2);
+        let l1 = links.pop().unwrap();
+        let l0 = links.pop().unwrap();
+        let (full_tx, full_rx) = std::sync::mpsc::channel::<()>();
+        let receiver = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(64 * 1024)
+            .spawn(move || async move {
+                let (mesh, mut inbound) = Mesh::connect(l1, 10, never).await;
+                let (from, rx) = inbound.pop().unwrap();
+                // Take nothing until the sender has seen the pushback.
+                while full_rx.try_recv().is_err() {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                let mut got = Vec::new();
+                while let Some(batch) = rx.recv().await {
+                    let count = batch.len();
+                    got.extend(batch);
+                    mesh.taken(from, count);
+                }
+                got
+            })
+            .unwrap();
+        let sender = LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(64 * 1024)
+            .spawn(move || async move {
+                let (mesh, _inbound) = Mesh::connect(l0, 10, never).await;
+                let mesh = Rc::new(mesh);
+                // Two batches of 4 fill the two-slot queue: 8 held, under the limit.
+                for batch in 0..2u32 {
+                    for i in 0..4 {
+                        mesh.push(ShardId(1), batch * 4 + i);
+                    }
+                    assert!(!mesh.flush());
+                }
+                assert!(!mesh.pushing_back(), "8 held, limit 10");
+                // Two more wait in the backlog: 10 held, at the limit.
+                mesh.push(ShardId(1), 8);
+                mesh.push(ShardId(1), 9);
+                assert!(mesh.flush());
+                assert!(mesh.pushing_back());
+                let woken = Rc::new(Cell::new(false));
+                let epoch = mesh.resume_epoch();
+                let reader = {
+                    let (mesh, woken) = (mesh.clone(), woken.clone());
+                    glommio::spawn_local(futures_lite::future::poll_fn(move |cx| {
+                        if mesh.pushing_back() {
+                            mesh.wake_on_room(cx.waker());
+                            Poll::Pending
+                        } else {
+                            woken.set(true);
+                            Poll::Ready(())
+                        }
+                    }))
+                };
+                glommio::executor().yield_now().await;
+                assert!(!woken.get(), "no room yet");
+                full_tx.send(()).unwrap();
+                glommio::spawn_local(mesh.clone().run_flusher()).detach();
+                mesh.push(ShardId(1), 10);
+                reader.await;
+                assert!(woken.get());
+                assert!(!mesh.pushing_back());
+                assert_ne!(mesh.resume_epoch(), epoch, "a new episode after the resume");
+                while mesh.flush() {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                let stats = mesh.stats();
+                mesh.close();
+                stats
+            })
+            .unwrap();
+        let stats = sender.join().unwrap();
+        let got = receiver.join().unwrap();
+        // Pushing back drops nothing: every message arrives, in order.
+        assert_eq!(got, (0..=10).collect::<Vec<u32>>());
+        assert_eq!(stats.shed_count, 0);
+        assert_eq!(stats.pushbacks_count, 1);
     }
 }

@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 
+use rustc_hash::FxHashSet;
+
 use crate::protocol::{PacketId, QoS};
 
 use super::Delivery;
@@ -21,6 +23,10 @@ pub enum InflightState {
 pub struct Inflight {
     window: u16,
     entries: VecDeque<(PacketId, InflightState)>,
+    /// The ids in `entries`, so taking a free id does not scan the window: with
+    /// `max_inflight_messages 0` the window is 65,535 and a scan per delivery made one
+    /// busy subscriber cost a shard its whole core (the two-shard QoS 1 stall).
+    used: FxHashSet<PacketId>,
     next_id: PacketId,
 }
 
@@ -29,6 +35,7 @@ impl Inflight {
         Inflight {
             window: window.max(1),
             entries: VecDeque::new(),
+            used: FxHashSet::default(),
             next_id: PacketId::new(1).expect("1 is a valid packet id"),
         }
     }
@@ -61,9 +68,11 @@ impl Inflight {
         debug_assert!(self.has_room(), "inflight window overrun");
         // At most `window` (< 65535) ids are in use, so a free one is always found.
         let mut id = self.next_id;
-        while self.entries.iter().any(|(used, _)| *used == id) {
+        while self.used.contains(&id) {
             id = id.next();
         }
+        self.used.insert(id);
+        debug_assert_eq!(self.used.len(), self.entries.len() + 1);
         self.next_id = id.next();
         self.entries
             .push_back((id, InflightState::Published(delivery)));
@@ -88,6 +97,7 @@ impl Inflight {
             InflightState::Published(d) if d.qos == QoS::ExactlyOnce => {
                 if failed {
                     self.entries.remove(i);
+                    self.used.remove(&id);
                 } else {
                     self.entries[i].1 = InflightState::Released;
                 }
@@ -113,11 +123,13 @@ impl Inflight {
     /// visits each and may drop those that can no longer be sent).
     pub fn retain(&mut self, mut keep: impl FnMut(PacketId, &InflightState) -> bool) {
         self.entries.retain(|(id, state)| keep(*id, state));
+        self.used = self.entries.iter().map(|(id, _)| *id).collect();
     }
 
     /// Drops every entry (the session was discarded).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.used.clear();
     }
 
     fn position(&self, id: PacketId) -> Option<usize> {
@@ -128,6 +140,8 @@ impl Inflight {
         match self.position(id) {
             Some(i) if test(&self.entries[i].1) => {
                 self.entries.remove(i);
+                self.used.remove(&id);
+                debug_assert_eq!(self.used.len(), self.entries.len());
                 true
             }
             _ => false,
@@ -224,5 +238,27 @@ pub(crate) mod tests {
         w.next_id = a;
         let c = w.insert(delivery(QoS::AtLeastOnce, b"c"));
         assert_eq!(c.get(), 2, "65535 and 1 are taken");
+    }
+
+    /// The widest window (`max_inflight_messages 0`): all 65,535 ids in use at once, each
+    /// once; an id freed by PUBACK, by a failed PUBREC or by `retain` is the one the next
+    /// delivery takes, since every other id is still held.
+    #[test]
+    fn full_65535_window_hands_out_each_id_once_and_reuses_freed_ones() {
+        let mut w = Inflight::new(u16::MAX);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..u16::MAX {
+            assert!(seen.insert(w.insert(delivery(QoS::ExactlyOnce, b"m"))));
+        }
+        assert!(!w.has_room());
+        let freed = PacketId::new(40_000).expect("non-zero");
+        assert!(w.pubrec(freed, true), "a failed PUBREC ends the exchange");
+        assert_eq!(w.insert(delivery(QoS::AtLeastOnce, b"n")), freed);
+        assert!(w.puback(freed));
+        assert_eq!(w.insert(delivery(QoS::AtLeastOnce, b"o")), freed);
+        let dropped = PacketId::new(7).expect("non-zero");
+        w.retain(|id, _| id != dropped);
+        assert_eq!(w.insert(delivery(QoS::AtLeastOnce, b"p")), dropped);
+        assert_eq!(w.len(), usize::from(u16::MAX));
     }
 }

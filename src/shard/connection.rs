@@ -2,6 +2,9 @@
 //! the core; writes what the core has for it, everything pending in one write; and ends
 //! by loss, by the core's close, or by moving to its home shard.
 //!
+//! While the mesh pushes back (another shard's backlog is at its limit), a connection
+//! writes but does not read.
+//!
 //! An idle connection holds no read buffer and no write buffer: the scratch buffer is
 //! borrowed only for the `recv` itself (the stream is readiness-based), and a drained
 //! write buffer is dropped.
@@ -120,6 +123,15 @@ fn drive<C: Core, T: Transport>(
             } else {
                 Poll::Pending
             };
+        }
+        // Another shard is not taking our messages as fast as our clients send them:
+        // stop reading (TCP then slows the publishers) rather than queue without bound.
+        if shard.mesh.pushing_back() {
+            let epoch = shard.mesh.resume_epoch();
+            if signal.paused_in_epoch.replace(Some(epoch)) != Some(epoch) {
+                shard.mesh.wake_on_room(cx.waker());
+            }
+            return Poll::Pending;
         }
         if reads == READ_BUDGET {
             cx.waker().wake_by_ref();

@@ -79,6 +79,9 @@ pub struct ConnSignal {
     /// Set while the connection's own task is running: it rechecks its flags before it
     /// sleeps, so waking it would only cost a spurious poll.
     pub running: Cell<bool>,
+    /// The mesh's pushing-back episode in which this connection stopped reading and left
+    /// its waker with the mesh (see [`crate::mesh::Mesh::pushing_back`]).
+    pub paused_in_epoch: Cell<Option<u64>>,
     waker: Cell<Option<Waker>>,
 }
 

@@ -250,9 +250,11 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
         let shard = shard.clone();
         glommio::spawn_local(async move {
             while let Some(batch) = rx.recv().await {
+                let count = batch.len();
                 for envelope in batch {
                     shard.mesh_received(from, envelope);
                 }
+                shard.mesh.taken(from, count);
             }
         })
         .detach();
