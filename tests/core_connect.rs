@@ -516,3 +516,43 @@ fn writable_is_emitted_once_per_empty_to_non_empty_buffer() {
         "empty again, then bytes: signal again"
     );
 }
+
+/// MQTT 5: the CONNACKs and DISCONNECTs the broker sends carry a Reason String, which the
+/// spec allows on these two packets whatever Request Problem Information says.
+#[test]
+fn v5_refusals_and_disconnects_carry_a_reason_string() {
+    let mut net = Net::new(1);
+    let mut c = connect(V5, "auth-rs", true);
+    c.properties.authentication_method = Some("SCRAM-SHA-1".into());
+    let (_, connack) = net.connect_on(0, c);
+    let Packet::ConnAck(ack) = connack else {
+        panic!("expected CONNACK, got {connack:?}")
+    };
+    assert_eq!(
+        ack.properties.reason_string.as_deref(),
+        Some("authentication method not supported")
+    );
+
+    let mut c = connect(V5, "sleepy-rs", true);
+    c.keep_alive_s = 10;
+    c.properties.request_problem_information = Some(false);
+    let (sock, connack) = net.connect_on(0, c);
+    let Packet::ConnAck(ack) = connack else {
+        panic!("expected CONNACK, got {connack:?}")
+    };
+    assert_eq!(
+        ack.properties.reason_string, None,
+        "a success needs no reason"
+    );
+    net.advance(Duration::from_secs(15));
+    let disconnect = net.recv(sock).into_iter().find_map(|p| match p {
+        Packet::Disconnect(d) => Some(d),
+        _ => None,
+    });
+    let disconnect = disconnect.expect("a DISCONNECT before the close");
+    assert_eq!(disconnect.reason_code, ReasonCode::KeepAliveTimeout);
+    assert_eq!(
+        disconnect.properties.reason_string.as_deref(),
+        Some("keep alive timeout")
+    );
+}

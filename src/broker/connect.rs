@@ -5,6 +5,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::time::Instant;
 
 use bytes::BytesMut;
+use bytestring::ByteString;
 
 use crate::protocol::{
     ClientId, ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, ReasonCode,
@@ -94,7 +95,11 @@ impl ShardCore {
             &Packet::ConnAck(ConnAck {
                 session_present: false,
                 reason_code: reason,
-                properties: ConnAckProperties::default(),
+                // A Reason String is always allowed on CONNACK [MQTT-3.1.2-29].
+                properties: ConnAckProperties {
+                    reason_string: Some(ByteString::from_static(reason.description())),
+                    ..ConnAckProperties::default()
+                },
             }),
         );
         self.close_now(conn);

@@ -2,6 +2,7 @@
 //! asks), wills (now or after their delay), session expiry, the periodic sweep, shutdown,
 //! and the mesh messages other shards send.
 
+use bytestring::ByteString;
 use std::time::Instant;
 
 use crate::protocol::{DecodeError, Disconnect, Packet, ReasonCode, Will};
@@ -97,7 +98,11 @@ impl ShardCore {
         self.drop_held(conn);
         let c = self.conns.get_mut(&conn)?;
         if let (Some(reason), true) = (reason, c.is_v5()) {
-            c.write(&Packet::Disconnect(Disconnect::new(reason)));
+            // A Reason String is always allowed on DISCONNECT [MQTT-3.1.2-29].
+            let mut disconnect = Disconnect::new(reason);
+            disconnect.properties.reason_string =
+                Some(ByteString::from_static(reason.description()));
+            c.write(&Packet::Disconnect(disconnect));
         }
         c.phase = Phase::Closing;
         let will = c.will.take();

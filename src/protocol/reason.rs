@@ -276,6 +276,59 @@ impl ReasonCode {
     }
 }
 
+impl ReasonCode {
+    /// A short human-readable text for the reason, sent as the MQTT 5 Reason String of the
+    /// CONNACKs and DISCONNECTs the broker sends (where the spec always allows one).
+    pub const fn description(self) -> &'static str {
+        use ReasonCode::*;
+        match self {
+            Success => "success",
+            GrantedQoS1 => "granted QoS 1",
+            GrantedQoS2 => "granted QoS 2",
+            DisconnectWithWillMessage => "disconnect with will message",
+            NoMatchingSubscribers => "no matching subscribers",
+            NoSubscriptionExisted => "no subscription existed",
+            ContinueAuthentication => "continue authentication",
+            ReAuthenticate => "re-authenticate",
+            UnspecifiedError => "unspecified error",
+            MalformedPacket => "malformed packet",
+            ProtocolError => "protocol error",
+            ImplementationSpecificError => "implementation specific error",
+            UnsupportedProtocolVersion => "unsupported protocol version",
+            ClientIdentifierNotValid => "client identifier not valid",
+            BadUserNameOrPassword => "bad user name or password",
+            NotAuthorized => "not authorized",
+            ServerUnavailable => "server unavailable",
+            ServerBusy => "server busy",
+            Banned => "banned",
+            ServerShuttingDown => "server shutting down",
+            BadAuthenticationMethod => "authentication method not supported",
+            KeepAliveTimeout => "keep alive timeout",
+            SessionTakenOver => "session taken over by another connection",
+            TopicFilterInvalid => "topic filter invalid",
+            TopicNameInvalid => "topic name invalid",
+            PacketIdentifierInUse => "packet identifier in use",
+            PacketIdentifierNotFound => "packet identifier not found",
+            ReceiveMaximumExceeded => "receive maximum exceeded",
+            TopicAliasInvalid => "topic alias invalid",
+            PacketTooLarge => "packet too large",
+            MessageRateTooHigh => "message rate too high",
+            QuotaExceeded => "quota exceeded",
+            AdministrativeAction => "administrative action",
+            PayloadFormatInvalid => "payload format invalid",
+            RetainNotSupported => "retain not supported",
+            QoSNotSupported => "QoS not supported",
+            UseAnotherServer => "use another server",
+            ServerMoved => "server moved",
+            SharedSubscriptionsNotSupported => "shared subscriptions not supported",
+            ConnectionRateExceeded => "connection rate exceeded",
+            MaximumConnectTime => "maximum connect time",
+            SubscriptionIdentifiersNotSupported => "subscription identifiers not supported",
+            WildcardSubscriptionsNotSupported => "wildcard subscriptions not supported",
+        }
+    }
+}
+
 impl std::fmt::Display for ReasonCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?} (0x{:02X})", self, self.code())
