@@ -556,3 +556,19 @@ fn v5_refusals_and_disconnects_carry_a_reason_string() {
         Some("keep alive timeout")
     );
 }
+
+/// ...but never when it would make the packet larger than the client's Maximum Packet Size
+/// [MQTT-3.2.2-19].
+#[test]
+fn reason_string_is_left_out_when_the_client_cannot_take_it() {
+    let mut net = Net::new(1);
+    let mut c = connect(V5, "tiny-rs", true);
+    c.properties.authentication_method = Some("SCRAM-SHA-1".into());
+    c.properties.maximum_packet_size_bytes = std::num::NonZeroU32::new(10);
+    let (_, connack) = net.connect_on(0, c);
+    let Packet::ConnAck(ack) = connack else {
+        panic!("expected CONNACK, got {connack:?}")
+    };
+    assert_eq!(ack.reason_code, ReasonCode::BadAuthenticationMethod);
+    assert_eq!(ack.properties.reason_string, None);
+}

@@ -33,6 +33,10 @@ impl ShardCore {
         let version = connect.protocol_version;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.version = Some(version);
+            // Known before any refusal, so even a refusing CONNACK respects it.
+            if let Some(max) = connect.properties.maximum_packet_size_bytes {
+                c.max_packet_bytes = max.get();
+            }
         }
         if let Err(reason) = self.check_client_id(&connect) {
             return self.refuse(conn, reason);
@@ -90,18 +94,24 @@ impl ShardCore {
     fn refuse(&mut self, conn: ConnId, reason: ReasonCode) {
         self.stats.connects_refused_count += 1;
         tracing::debug!(?conn, %reason, "CONNECT refused");
-        self.send(
-            conn,
-            &Packet::ConnAck(ConnAck {
-                session_present: false,
-                reason_code: reason,
-                // A Reason String is always allowed on CONNACK [MQTT-3.1.2-29].
-                properties: ConnAckProperties {
-                    reason_string: Some(ByteString::from_static(reason.description())),
-                    ..ConnAckProperties::default()
-                },
-            }),
-        );
+        // A Reason String is always allowed on CONNACK [MQTT-3.1.2-29], unless it would make
+        // the packet larger than the client accepts [MQTT-3.2.2-19].
+        let mut ack = ConnAck {
+            session_present: false,
+            reason_code: reason,
+            properties: ConnAckProperties {
+                reason_string: Some(ByteString::from_static(reason.description())),
+                ..ConnAckProperties::default()
+            },
+        };
+        let max_bytes = self
+            .conns
+            .get(&conn)
+            .map_or(u32::MAX, |c| c.max_packet_bytes);
+        if reason_string_too_large(&Packet::ConnAck(ack.clone()), max_bytes) {
+            ack.properties.reason_string = None;
+        }
+        self.send(conn, &Packet::ConnAck(ack));
         self.close_now(conn);
     }
 
@@ -337,4 +347,10 @@ impl ShardCore {
         self.end_connection(conn, None, keep_will, now);
         self.close_now(conn);
     }
+}
+
+/// Whether `packet`, with its Reason String, is larger than the client's Maximum Packet Size:
+/// then the Reason String must be left out [MQTT-3.2.2-19, MQTT-3.14.2-3].
+pub(super) fn reason_string_too_large(packet: &Packet, max_packet_bytes: u32) -> bool {
+    packet.encoded_len(ProtocolVersion::V5) > max_packet_bytes as usize
 }

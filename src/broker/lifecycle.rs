@@ -98,11 +98,16 @@ impl ShardCore {
         self.drop_held(conn);
         let c = self.conns.get_mut(&conn)?;
         if let (Some(reason), true) = (reason, c.is_v5()) {
-            // A Reason String is always allowed on DISCONNECT [MQTT-3.1.2-29].
+            // A Reason String is always allowed on DISCONNECT [MQTT-3.1.2-29], unless it
+            // would make the packet larger than the client accepts [MQTT-3.14.2-3].
             let mut disconnect = Disconnect::new(reason);
             disconnect.properties.reason_string =
                 Some(ByteString::from_static(reason.description()));
-            c.write(&Packet::Disconnect(disconnect));
+            let mut packet = Packet::Disconnect(disconnect);
+            if super::connect::reason_string_too_large(&packet, c.max_packet_bytes) {
+                packet = Packet::Disconnect(Disconnect::new(reason));
+            }
+            c.write(&packet);
         }
         c.phase = Phase::Closing;
         let will = c.will.take();
