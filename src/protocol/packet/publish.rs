@@ -200,12 +200,15 @@ impl Publish {
         }
         if version.is_v5() {
             sink.put_varint(props_len as u32);
-            write_publish_properties(
-                &self.properties,
-                overrides.topic_alias,
-                overrides.subscription_identifiers,
-                sink,
-            );
+            // Zero bytes of properties means none is set: nothing to walk.
+            if props_len != 0 {
+                write_publish_properties(
+                    &self.properties,
+                    overrides.topic_alias,
+                    overrides.subscription_identifiers,
+                    sink,
+                );
+            }
         }
         sink.put_slice(&self.payload);
     }
@@ -226,7 +229,7 @@ impl Publish {
         version: ProtocolVersion,
         overrides: &PublishOverrides<'_>,
     ) -> Result<usize, EncodeError> {
-        if !version.is_v5() {
+        if !version.is_v5() || self.has_no_properties(overrides) {
             return Ok(0);
         }
         let mut counter = Counter::default();
@@ -240,6 +243,20 @@ impl Publish {
             Some(error) => Err(error),
             None => Ok(counter.len),
         }
+    }
+
+    /// The common case on the hot path: no property set, so the property block is one zero
+    /// byte and neither the length pass nor the write pass needs to walk the fields.
+    fn has_no_properties(&self, overrides: &PublishOverrides<'_>) -> bool {
+        let p = &self.properties;
+        overrides.topic_alias.is_none()
+            && overrides.subscription_identifiers.is_empty()
+            && p.payload_format_indicator.is_none()
+            && p.message_expiry_interval_s.is_none()
+            && p.response_topic.is_none()
+            && p.correlation_data.is_none()
+            && p.user_properties.is_empty()
+            && p.content_type.is_none()
     }
 
     fn body_len(
