@@ -172,6 +172,11 @@ fn write<C: Core, T: Transport>(
             pending.written = 0;
             if signal.writable.replace(false) {
                 pending.out = shard.core.borrow_mut().take_outgoing(conn);
+                // Taking makes room, and the core may refill this buffer from the
+                // session's queue (or unblock others): carry that out now, not at the
+                // next event or tick. Until then a stale output could also name a
+                // connection that has ended meanwhile.
+                shard.pump();
             } else if let Some(last) = signal.last_bytes.take() {
                 pending.out = last;
             } else {

@@ -5,7 +5,10 @@
 //! The script, one command per line:
 //! `HOME n` (first line) — hand the connection to shard n, or answer `home n` if here;
 //! `SEND n text` — mesh `text` to shard n, which writes `from s: text` to its clients;
-//! `BYE` — answer `bye` and close; anything else is echoed.
+//! `BYE` — answer `bye` and close;
+//! `MORE n` — answer `more 1` … `more n`, each written only when the runtime takes the
+//! previous one (as the broker refills a subscriber's buffer from its queue in
+//! `take_outgoing`); anything else is echoed.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
@@ -23,6 +26,8 @@ struct ConnState {
     out: BytesMut,
     lines_seen: u32,
     closing: bool,
+    /// `MORE`: (next number to write, last number).
+    more: Option<(u32, u32)>,
 }
 
 struct ScriptCore {
@@ -79,6 +84,11 @@ impl ScriptCore {
                     to,
                     msg: (*text).to_string(),
                 });
+            }
+            ["MORE", n] => {
+                let last: u32 = n.parse().expect("script: MORE takes a count");
+                self.conns.get_mut(&conn).expect("open").more = Some((2, last));
+                self.write(conn, "more 1\n");
             }
             ["BYE"] => {
                 self.write(conn, "bye\n");
@@ -170,11 +180,18 @@ impl Core for ScriptCore {
     fn take_outgoing(&mut self, conn: ConnId) -> BytesMut {
         match self.conns.get(&conn).map(|s| s.closing) {
             Some(true) => self.conns.remove(&conn).map(|s| s.out).unwrap_or_default(),
-            Some(false) => self
-                .conns
-                .get_mut(&conn)
-                .map(|s| s.out.split())
-                .unwrap_or_default(),
+            Some(false) => {
+                let state = self.conns.get_mut(&conn).expect("known");
+                let out = state.out.split();
+                // Room again: the next part is written now, and the runtime is told so
+                // through an output it must carry out without waiting for other events.
+                if let Some((next, last)) = state.more {
+                    state.more = (next < last).then_some((next + 1, last));
+                    let text = format!("more {next}\n");
+                    self.write(conn, &text);
+                }
+                out
+            }
             None => panic!("take_outgoing for {conn:?}, which the core does not know"),
         }
     }
@@ -270,6 +287,27 @@ fn echoes_and_closes_after_flushing() {
     c.send("BYE\n");
     assert_eq!(c.line(), "bye\n");
     assert!(c.at_eof());
+    running.stop();
+    running.wait().unwrap();
+}
+
+/// Outputs the core produces while the runtime takes a connection's bytes (a queue
+/// refilling the buffer) are carried out at once, not left until some other event or the
+/// next tick pumps the core: 200 parts would take 20 s at one per 100 ms tick.
+#[test]
+fn outputs_made_while_taking_bytes_are_carried_out_at_once() {
+    let (running, addr) = broker(1, 100);
+    let mut c = Client::connect(addr);
+    let started = Instant::now();
+    c.send("MORE 200\n");
+    for i in 1..=200 {
+        assert_eq!(c.line(), format!("more {i}\n"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "200 parts took {:?}: the runtime waited for ticks",
+        started.elapsed()
+    );
     running.stop();
     running.wait().unwrap();
 }
