@@ -122,7 +122,7 @@ fn table_rows(meta: &Meta) -> Vec<(String, TableKind)> {
         .into_iter()
         .filter_map(|name| {
             let kind = match mode_of(meta, &name)? {
-                Mode::Throughput => TableKind::Messages,
+                Mode::Throughput | Mode::Latency => TableKind::Messages,
                 Mode::Idle | Mode::ConnRamp => TableKind::Connections,
                 Mode::LatencyCurve => return None,
             };
@@ -170,6 +170,15 @@ fn write_charts(dir: &Path, meta: &Meta, cells: &[CellSummary]) -> Result<Vec<Pa
                     &path,
                     &title,
                     "delivered msg/s (median, whiskers: min–max)",
+                    &bars,
+                )
+            }
+            Some(Mode::Latency) => {
+                let bars = per_broker(&brokers, &mine, |c| c.p99_us);
+                chart::bars(
+                    &path,
+                    &title,
+                    "p99 latency µs (median, whiskers: min–max)",
                     &bars,
                 )
             }
