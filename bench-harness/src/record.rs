@@ -271,8 +271,12 @@ mod tests {
 
     #[test]
     fn window_edges_from_stderr() {
-        let err = "[   1.0s] conns 5/5\nwindow unix ms 1700000000123 1700000003125\nsetup took 1 s\n";
-        assert_eq!(window_unix_ms(err), Some((1_700_000_000_123, 1_700_000_003_125)));
+        let err =
+            "[   1.0s] conns 5/5\nwindow unix ms 1700000000123 1700000003125\nsetup took 1 s\n";
+        assert_eq!(
+            window_unix_ms(err),
+            Some((1_700_000_000_123, 1_700_000_003_125))
+        );
         assert_eq!(window_unix_ms("window unix ms 5 4\n"), None, "backwards");
         assert_eq!(window_unix_ms("window unix ms 5\n"), None);
         assert_eq!(window_unix_ms("nothing"), None);

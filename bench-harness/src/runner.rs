@@ -291,7 +291,10 @@ impl Suite {
         let windows: Option<Vec<(u64, u64)>> = runs.iter().map(|r| r.window_unix_ms).collect();
         let (from, to) = match windows.as_deref() {
             Some(w) if !w.is_empty() => match overlap(w) {
-                Some((a, b)) => (a as f64 / 1e3 - origin_unix_s, b as f64 / 1e3 - origin_unix_s),
+                Some((a, b)) => (
+                    a as f64 / 1e3 - origin_unix_s,
+                    b as f64 / 1e3 - origin_unix_s,
+                ),
                 None => {
                     record.note = Some(format!(
                         "the loadgen processes' windows did not overlap ({w:?} unix ms): \
@@ -639,7 +642,11 @@ mod tests {
         assert_eq!(overlap(&[(100, 400)]), Some((100, 400)));
         // One process connected after the other had finished holding: no common window.
         assert_eq!(overlap(&[(100, 200), (300, 400)]), None);
-        assert_eq!(overlap(&[(100, 200), (200, 400)]), None, "touching is not overlapping");
+        assert_eq!(
+            overlap(&[(100, 200), (200, 400)]),
+            None,
+            "touching is not overlapping"
+        );
         assert_eq!(overlap(&[]), None);
     }
 
