@@ -215,11 +215,13 @@ pub fn markdown_table(
                 })
             })
     };
-    let mut out = String::from(
-        "| scenario | broker | delivered msg/s | vs Mosquitto | p50 µs | p99 µs | p99.9 µs | \
+    let mut out = String::new();
+    if scenarios.iter().any(|(_, k)| *k == TableKind::Messages) {
+        out +=
+            "| scenario | broker | delivered msg/s | vs Mosquitto | p50 µs | p99 µs | p99.9 µs | \
          broker CPU µs/msg | CPU vs Mosquitto | broker RSS MiB | lost |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
+         |---|---|---|---|---|---|---|---|---|---|---|\n";
+    }
     for c in rows(TableKind::Messages) {
         out += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -237,7 +239,10 @@ pub fn markdown_table(
         );
     }
     if scenarios.iter().any(|(_, k)| *k == TableKind::Connections) {
-        out += "\n| scenario | broker | held (loadgen) | held (broker fds) | broker RSS MiB | RSS per connection, B \
+        if !out.is_empty() {
+            out += "\n";
+        }
+        out += "| scenario | broker | held (loadgen) | held (broker fds) | broker RSS MiB | RSS per connection, B \
                 | vs Mosquitto | connections/s | connect p99 µs | broker CPU µs/connect |\n\
                 |---|---|---|---|---|---|---|---|---|---|\n";
         for c in rows(TableKind::Connections) {
