@@ -356,7 +356,9 @@ impl Suite {
         std::fs::create_dir_all(&raw_dir).map_err(|e| format!("{}: {e}", raw_dir.display()))?;
         let mut children = Vec::new();
         for p in 0..processes {
-            let mut table = self.loadgen_table(cell, broker.port, p, processes, conns);
+            let v5 = s.loadgen_f64(self.options.quick, "mqtt_version") == Some(5.0);
+            let port = if v5 { broker.port_v5 } else { broker.port };
+            let mut table = self.loadgen_table(cell, port, p, processes, conns);
             if let Some(at) = hold_until {
                 table.insert("hold_until_unix_ms".into(), (at as i64).into());
             }

@@ -360,7 +360,8 @@ fn set_retained(
         &wire::ConnectOptions {
             version,
             client_id: "culex-lg-retained-setup",
-            keepalive_s: 0,
+            // Not 0: rumqttd refuses a zero keepalive (ZeroKeepAlive) and resets the setup.
+            keepalive_s: 60,
             clean: true,
             session_expiry_s: 0,
             receive_maximum: 65535,
