@@ -13,6 +13,15 @@ pub const RUN_OVERHEAD_S: f64 = 2.5;
 /// than Culex; their connects dominate the idle rows).
 const CONNECT_PER_S: f64 = 4_000.0;
 
+/// Connection scenarios, one loadgen process: the average over the brokers here, where
+/// Mosquitto's and rumqttd's last connects wait out the loadgen's 10 s timeout (a --quick
+/// suite: 10k took 1.4 s on Culex, 4.6 s on NATS, 10.4–10.8 s on rumqttd and Mosquitto).
+const CONN_SCENARIO_CONNECT_PER_S: f64 = 1_800.0;
+
+/// Connection scenarios: closing the clients and stopping a broker that holds them
+/// (Mosquitto with 10k clients outlasts its 10 s SIGTERM grace), per connection.
+const TEARDOWN_PER_CONN_S: f64 = 1.0 / 2_000.0;
+
 /// What a suite will run: how many broker × loadgen runs and their estimated seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
@@ -37,13 +46,22 @@ pub fn run_seconds(s: &ScenarioSpec, quick: bool, conns_per_process_max: usize) 
     let clients = clients(s, quick);
     let multi = matches!(s.mode, Mode::Idle | Mode::ConnRamp)
         && (s.processes > 1 || clients as usize > conns_per_process_max);
+    let connections = matches!(s.mode, Mode::Idle | Mode::ConnRamp);
     let setup = if multi {
         hold_budget_s(clients as usize, conns_per_process_max)
+    } else if connections {
+        clients / CONN_SCENARIO_CONNECT_PER_S
     } else {
         clients / CONNECT_PER_S
     };
+    let teardown = if connections {
+        clients.min((conns_per_process_max + 1_000) as f64) * TEARDOWN_PER_CONN_S
+    } else {
+        0.0
+    };
     RUN_OVERHEAD_S
         + setup
+        + teardown
         + 0.02
         + get("warmup_s", 0.0)
         + get("duration_s", 10.0)
@@ -148,7 +166,8 @@ mod tests {
         let secs = run_seconds(&idle, false, 19_000);
         let hold = hold_budget_s(19_500, 19_000);
         assert!(
-            (secs - (RUN_OVERHEAD_S + hold + 0.02 + 3.1)).abs() < 1e-9,
+            (secs - (RUN_OVERHEAD_S + hold + 19_500.0 * TEARDOWN_PER_CONN_S + 0.02 + 3.1)).abs()
+                < 1e-9,
             "{secs}"
         );
     }

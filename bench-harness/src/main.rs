@@ -459,10 +459,13 @@ fn list(common: &CommonArgs) -> Result<(), String> {
         );
     }
     let total = culex_bench::estimate::suite(&specs, brokers.len(), 3, false, 19_000);
+    let quick = culex_bench::estimate::suite(&specs, brokers.len(), 3, true, 19_000);
     println!(
-        "  whole suite: {} runs, about {:.0} min",
+        "  whole suite: {} runs, about {:.0} min (--quick: {} runs, about {:.0} min)",
         total.run_count,
-        total.seconds / 60.0
+        total.seconds / 60.0,
+        quick.run_count,
+        quick.seconds / 60.0
     );
     println!("brokers:");
     for b in &brokers {
