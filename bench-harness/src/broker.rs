@@ -221,6 +221,10 @@ impl BrokerSpec {
         let mut running = Running {
             pid: child.id(),
             port: ports.mqtt,
+            port_v5: match self.kind {
+                BrokerKind::Rumqttd => ports.aux,
+                _ => ports.mqtt,
+            },
             // Under valgrind a clean shutdown (which is when callgrind writes) takes far longer.
             stop_grace: if self.wrapper.is_empty() {
                 Duration::from_secs(10)
@@ -349,6 +353,9 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
 pub struct Running {
     pub pid: u32,
     pub port: u16,
+    /// Where MQTT 5 clients connect: `port`, except for rumqttd, which speaks 3.1.1 and 5 on
+    /// separate listeners.
+    pub port_v5: u16,
     /// How long SIGTERM has before SIGKILL.
     stop_grace: Duration,
     child: Option<Child>,

@@ -9,6 +9,8 @@
 //! record.rs    one run's figures, read from the loadgen's JSON and the samples
 //! stats.rs     median, spread, ratio
 //! summary.rs   cells over repeats, ratios to Mosquitto, the Markdown table
+//! targets.rs   issue #5's targets: Culex (1 shard) against Mosquitto, met or not
+//! estimate.rs  the suite's wall time, worked out before it runs
 //! chart.rs     SVG charts (plotters)
 //! output.rs    the results folder and results/README.md
 //! profile.rs   perf stat and callgrind of one broker under one scenario
@@ -17,6 +19,7 @@
 
 pub mod broker;
 pub mod chart;
+pub mod estimate;
 pub mod output;
 pub mod profile;
 pub mod record;
@@ -25,3 +28,4 @@ pub mod sample;
 pub mod scenario;
 pub mod stats;
 pub mod summary;
+pub mod targets;

@@ -340,6 +340,15 @@ fn run(args: RunArgs) -> Result<(), String> {
     };
     let latest = root.join("results").join("README.md");
     let latest = (!args.no_latest).then_some(latest.as_path());
+    let est =
+        culex_bench::estimate::suite(&specs, brokers.len(), args.repeat, args.quick, per_process);
+    eprintln!(
+        "estimate: {} runs ({} brokers), about {:.0} min",
+        est.run_count,
+        brokers.len(),
+        est.seconds / 60.0
+    );
+    let started = std::time::Instant::now();
     eprintln!("results: {}", out_dir.display());
     let mut suite = Suite::new(options, brokers, notes);
     for s in &specs {
@@ -348,7 +357,12 @@ fn run(args: RunArgs) -> Result<(), String> {
         meta.notes = suite.notes.clone();
         output::write_all(&out_dir, latest, &meta, &suite.records)?;
     }
-    eprintln!("done: {}", out_dir.display());
+    eprintln!(
+        "done in {:.1} min (estimated {:.1}): {}",
+        started.elapsed().as_secs_f64() / 60.0,
+        est.seconds / 60.0,
+        out_dir.display()
+    );
     Ok(())
 }
 
@@ -431,16 +445,28 @@ fn list(common: &CommonArgs) -> Result<(), String> {
     let root = root_of(common);
     let specs: Vec<ScenarioSpec> =
         scenario::load_dir(&root.join("bench-harness").join("scenarios"))?;
-    println!("scenarios:");
+    let (brokers, notes) = find_brokers(common, &[]);
+    println!("scenarios (estimated minutes for a full run, --repeat 3, these brokers):");
     for s in &specs {
+        let est =
+            culex_bench::estimate::suite(std::slice::from_ref(s), brokers.len(), 3, false, 19_000);
         println!(
-            "  {:<22} {:<14} {}",
+            "  {:<22} {:<14} {:>5.1}  {}",
             s.name,
             format!("{:?}", s.mode),
+            est.seconds / 60.0,
             s.title
         );
     }
-    let (brokers, notes) = find_brokers(common, &[]);
+    let total = culex_bench::estimate::suite(&specs, brokers.len(), 3, false, 19_000);
+    let quick = culex_bench::estimate::suite(&specs, brokers.len(), 3, true, 19_000);
+    println!(
+        "  whole suite: {} runs, about {:.0} min (--quick: {} runs, about {:.0} min)",
+        total.run_count,
+        total.seconds / 60.0,
+        quick.run_count,
+        quick.seconds / 60.0
+    );
     println!("brokers:");
     for b in &brokers {
         println!(

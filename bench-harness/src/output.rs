@@ -10,6 +10,7 @@ use crate::chart::{self, Curve};
 use crate::record::RunRecord;
 use crate::scenario::{Mode, ScenarioSpec};
 use crate::summary::{markdown_table, summarise, CellSummary, TableKind, REFERENCE_BROKER};
+use crate::targets;
 
 /// Where and how the suite ran, recorded beside every figure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,9 +71,11 @@ pub fn write_all(
     let text = serde_json::to_string_pretty(records).map_err(|e| e.to_string())?;
     std::fs::write(&runs, text).map_err(|e| io(&runs, e))?;
     let cells = summarise(records);
+    let targets = targets::evaluate(&cells);
     let summary = dir.join("summary.json");
-    let text = serde_json::to_string_pretty(&json!({ "meta": meta, "cells": cells }))
-        .map_err(|e| e.to_string())?;
+    let text =
+        serde_json::to_string_pretty(&json!({ "meta": meta, "targets": targets, "cells": cells }))
+            .map_err(|e| e.to_string())?;
     std::fs::write(&summary, text).map_err(|e| io(&summary, e))?;
     let charts = write_charts(dir, meta, &cells)?;
     let readme = render_readme(meta, &cells, dir, &charts);
@@ -122,7 +125,7 @@ fn table_rows(meta: &Meta) -> Vec<(String, TableKind)> {
         .into_iter()
         .filter_map(|name| {
             let kind = match mode_of(meta, &name)? {
-                Mode::Throughput => TableKind::Messages,
+                Mode::Throughput | Mode::Latency => TableKind::Messages,
                 Mode::Idle | Mode::ConnRamp => TableKind::Connections,
                 Mode::LatencyCurve => return None,
             };
@@ -170,6 +173,15 @@ fn write_charts(dir: &Path, meta: &Meta, cells: &[CellSummary]) -> Result<Vec<Pa
                     &path,
                     &title,
                     "delivered msg/s (median, whiskers: min–max)",
+                    &bars,
+                )
+            }
+            Some(Mode::Latency) => {
+                let bars = per_broker(&brokers, &mine, |c| c.p99_us);
+                chart::bars(
+                    &path,
+                    &title,
+                    "p99 latency µs (median, whiskers: min–max)",
                     &bars,
                 )
             }
@@ -339,6 +351,8 @@ fn render_readme(meta: &Meta, cells: &[CellSummary], dir: &Path, charts: &[PathB
         "Ratios are each broker's median over {REFERENCE_BROKER}'s median in the same run \
          (throughput: higher is better; CPU per message: lower is better).\n\n"
     );
+    out += &targets::markdown(&targets::evaluate(cells));
+    out += "\n";
     out += &markdown_table(cells, &table_rows(meta), &broker_order(cells, meta));
     let notes = cell_notes(cells);
     if !notes.is_empty() {
@@ -380,6 +394,8 @@ fn render_latest(
         "\nReproduce (from the repository root):\n\n```sh\n{}\n```\n\n",
         meta.command
     );
+    out += &targets::markdown(&targets::evaluate(cells));
+    out += "\nAll brokers, every scenario (ratios to Mosquitto from the same run):\n\n";
     out += &markdown_table(cells, &table_rows(meta), &broker_order(cells, meta));
     let notes = cell_notes(cells);
     if !notes.is_empty() {

@@ -63,6 +63,14 @@ pub struct RunRecord {
     /// The same figure as the loadgen measured it at the window's exact edges (cross-check).
     pub broker_cpu_s_loadgen: Option<f64>,
     pub broker_cpu_us_per_msg: Option<f64>,
+    /// Connection scenarios: broker CPU seconds from the loadgens' start until every client
+    /// was connected (or failed), and that per connection made.
+    pub broker_cpu_connect_s: Option<f64>,
+    pub broker_cpu_us_per_connect: Option<f64>,
+    /// Several loadgen processes: the Unix ms instant they all began their hold at.
+    pub hold_until_unix_ms: Option<u64>,
+    /// Seconds of the window every loadgen process measured at once (the sampled window).
+    pub shared_window_s: Option<f64>,
     /// /proc samples taken over the whole run, and inside the measured window.
     pub sample_count: usize,
     pub window_sample_count: usize,
@@ -166,7 +174,24 @@ impl RunRecord {
             }
             _ => None,
         };
+        self.broker_cpu_us_per_connect = match self.broker_cpu_connect_s {
+            Some(c) if self.connected_count > 0 => Some(c * 1e6 / self.connected_count as f64),
+            _ => None,
+        };
     }
+}
+
+/// Parses `window unix ms 1700000000000 1700000003000` (the measured window's wall-clock
+/// edges) from the loadgen's stderr.
+pub fn window_unix_ms(stderr: &str) -> Option<(u64, u64)> {
+    let rest = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("window unix ms "))?;
+    let mut words = rest.split_whitespace();
+    let from = words.next()?.parse().ok()?;
+    let to = words.next()?.parse().ok()?;
+    (to >= from).then_some((from, to))
 }
 
 /// Parses `setup took 1.23 s` from the loadgen's stderr.
@@ -229,6 +254,32 @@ mod tests {
             .broker_cpu_us_per_msg
             .expect("falls back to the loadgen's cpu");
         assert!((us - 0.5e6 / 1800.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cpu_per_connect_over_the_connections_made() {
+        let mut r = RunRecord::default();
+        r.absorb_loadgen(&loadgen_json("conn", 0));
+        r.broker_cpu_connect_s = Some(0.004);
+        r.finish_cpu();
+        let us = r.broker_cpu_us_per_connect.expect("cpu and connections");
+        assert!((us - 20.0).abs() < 1e-9, "{us}");
+        r.connected_count = 0;
+        r.finish_cpu();
+        assert_eq!(r.broker_cpu_us_per_connect, None, "nothing connected");
+    }
+
+    #[test]
+    fn window_edges_from_stderr() {
+        let err =
+            "[   1.0s] conns 5/5\nwindow unix ms 1700000000123 1700000003125\nsetup took 1 s\n";
+        assert_eq!(
+            window_unix_ms(err),
+            Some((1_700_000_000_123, 1_700_000_003_125))
+        );
+        assert_eq!(window_unix_ms("window unix ms 5 4\n"), None, "backwards");
+        assert_eq!(window_unix_ms("window unix ms 5\n"), None);
+        assert_eq!(window_unix_ms("nothing"), None);
     }
 
     #[test]

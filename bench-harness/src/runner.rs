@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::broker::{BrokerSpec, Running};
-use crate::record::{setup_seconds, RunRecord};
+use crate::record::{setup_seconds, window_unix_ms, RunRecord};
 use crate::sample::{self, Sampler};
 use crate::scenario::{Mode, ScenarioSpec};
 
@@ -231,6 +231,16 @@ impl Suite {
         record.broker_fd_baseline_count = sample::fd_count(running.pid).unwrap_or(0);
         let sampler = Sampler::start(running.pid, self.options.sample_period);
         let spawned_at_s = sampler.started().elapsed().as_secs_f64();
+        // The sampler's clock in Unix seconds, to place the loadgens' wall-clock windows.
+        let origin_unix_s = unix_ms() as f64 / 1e3 - spawned_at_s;
+        let hold_until = (self.processes(cell.scenario) > 1).then(|| {
+            let budget = hold_budget_s(
+                self.conns(cell.scenario),
+                self.options.conns_per_process_max,
+            );
+            unix_ms() + (budget * 1e3) as u64
+        });
+        record.hold_until_unix_ms = hold_until;
         let perf = self.options.perf_stat.as_ref().and_then(|(events, out)| {
             Command::new("perf")
                 .args(["stat", "-x", ",", "-e", events, "-o"])
@@ -243,7 +253,7 @@ impl Suite {
                 .map_err(|e| eprintln!("note: perf stat did not start: {e}"))
                 .ok()
         });
-        let outcome = self.run_loadgen(cell, running, scratch, logs);
+        let outcome = self.run_loadgen(cell, running, scratch, logs, hold_until);
         if let Some(mut perf) = perf {
             // perf stat writes its counts when interrupted, as after Ctrl-C.
             let pid = libc::pid_t::try_from(perf.id()).expect("Linux PIDs fit in pid_t");
@@ -269,14 +279,42 @@ impl Suite {
         if setup_s > 0.0 {
             record.conn_per_s = Some(record.connected_count as f64 / setup_s);
         }
-        // The loadgen measures from setup + 20 ms (its start offset) + warm-up.
-        let warmup_s = cell
-            .scenario
-            .loadgen_f64(self.options.quick, "warmup_s")
-            .unwrap_or(0.0);
-        let from = spawned_at_s + setup_s + 0.02 + warmup_s;
+        if matches!(cell.scenario.mode, Mode::Idle | Mode::ConnRamp) {
+            // The connect phase: from the loadgens' start until the last one had every client
+            // connected (or failed); the broker's CPU over it is what connecting cost.
+            let connect = sample::window(&samples, spawned_at_s, spawned_at_s + setup_s);
+            record.broker_cpu_connect_s = connect.map(|w| w.cpu_s);
+        }
+        // The measured window: where every loadgen process was in its own window at once (so
+        // all clients were connected), by the wall-clock edges each printed; failing those,
+        // the loadgen measures from setup + 20 ms (its start offset) + warm-up.
+        let windows: Option<Vec<(u64, u64)>> = runs.iter().map(|r| r.window_unix_ms).collect();
+        let (from, to) = match windows.as_deref() {
+            Some(w) if !w.is_empty() => match overlap(w) {
+                Some((a, b)) => (
+                    a as f64 / 1e3 - origin_unix_s,
+                    b as f64 / 1e3 - origin_unix_s,
+                ),
+                None => {
+                    record.note = Some(format!(
+                        "the loadgen processes' windows did not overlap ({w:?} unix ms): \
+                         connects outlasted the shared hold"
+                    ));
+                    return;
+                }
+            },
+            _ => {
+                let warmup_s = cell
+                    .scenario
+                    .loadgen_f64(self.options.quick, "warmup_s")
+                    .unwrap_or(0.0);
+                let from = spawned_at_s + setup_s + 0.02 + warmup_s;
+                (from, from + record.window_s)
+            }
+        };
+        record.shared_window_s = Some(to - from);
         record.sample_count = samples.len();
-        if let Some(w) = sample::window(&samples, from, from + record.window_s) {
+        if let Some(w) = sample::window(&samples, from, to) {
             record.window_sample_count = w.sample_count;
             record.broker_cpu_s = Some(w.cpu_s);
             record.broker_rss_max_bytes = w.rss_max_bytes;
@@ -309,21 +347,21 @@ impl Suite {
         broker: &Running,
         scratch: &Path,
         logs: &Path,
+        hold_until: Option<u64>,
     ) -> Result<Vec<LoadgenRun>, String> {
-        let quick = self.options.quick;
         let s = cell.scenario;
-        let conns = s.loadgen_f64(quick, "conns").unwrap_or(100.0) as usize;
-        let processes = if s.mode == Mode::Idle || s.mode == Mode::ConnRamp {
-            s.processes
-                .max(conns.div_ceil(self.options.conns_per_process_max))
-        } else {
-            1
-        };
+        let conns = self.conns(s);
+        let processes = self.processes(s);
         let raw_dir = self.options.out_dir.join("raw").join(&s.name);
         std::fs::create_dir_all(&raw_dir).map_err(|e| format!("{}: {e}", raw_dir.display()))?;
         let mut children = Vec::new();
         for p in 0..processes {
-            let table = self.loadgen_table(cell, broker.port, p, processes, conns);
+            let v5 = s.loadgen_f64(self.options.quick, "mqtt_version") == Some(5.0);
+            let port = if v5 { broker.port_v5 } else { broker.port };
+            let mut table = self.loadgen_table(cell, port, p, processes, conns);
+            if let Some(at) = hold_until {
+                table.insert("hold_until_unix_ms".into(), (at as i64).into());
+            }
             let file = scratch.join(format!("loadgen-{p}.toml"));
             let text = toml::to_string(&table).map_err(|e| format!("loadgen toml: {e}"))?;
             std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -395,6 +433,7 @@ impl Suite {
                 exit_code: status.code().unwrap_or(-1),
                 raw_file: relative(&raw, &self.options.out_dir),
                 setup_s: setup_seconds(&stderr),
+                window_unix_ms: window_unix_ms(&stderr),
                 json,
             });
         }
@@ -442,6 +481,21 @@ impl Suite {
         cell.scenario.loadgen_table(self.options.quick, &extra)
     }
 
+    fn conns(&self, s: &ScenarioSpec) -> usize {
+        s.loadgen_f64(self.options.quick, "conns").unwrap_or(100.0) as usize
+    }
+
+    /// Loadgen processes for a scenario: connection scenarios split their clients so no
+    /// process passes its own open-files limit.
+    fn processes(&self, s: &ScenarioSpec) -> usize {
+        if s.mode == Mode::Idle || s.mode == Mode::ConnRamp {
+            s.processes
+                .max(self.conns(s).div_ceil(self.options.conns_per_process_max))
+        } else {
+            1
+        }
+    }
+
     /// How long a loadgen process may take before it is killed: its phases plus room for a
     /// slow setup (its own setup deadline is 30 s beyond the connection ramp).
     fn time_limit(&self, s: &ScenarioSpec) -> Duration {
@@ -450,7 +504,13 @@ impl Suite {
         let conns = get("conns", 100.0);
         let rate = get("conn_rate", 0.0);
         let ramp = if rate > 0.0 { conns / rate } else { 0.0 };
+        let hold = if self.processes(s) > 1 {
+            hold_budget_s(self.conns(s), self.options.conns_per_process_max)
+        } else {
+            0.0
+        };
         let secs = ramp
+            + hold
             + 30.0
             + get("warmup_s", 0.0)
             + get("duration_s", 10.0)
@@ -464,7 +524,36 @@ struct LoadgenRun {
     exit_code: i32,
     raw_file: String,
     setup_s: Option<f64>,
+    /// The measured window's edges as the process printed them.
+    window_unix_ms: Option<(u64, u64)>,
     json: Value,
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where every window `[from, to)` overlaps, or `None` when they do not all meet.
+pub fn overlap(windows: &[(u64, u64)]) -> Option<(u64, u64)> {
+    let from = windows.iter().map(|w| w.0).max()?;
+    let to = windows.iter().map(|w| w.1).min()?;
+    (to > from).then_some((from, to))
+}
+
+/// Seconds from the loadgens' start to the shared instant they begin their hold: room for
+/// the slowest broker here to connect everyone (NATS takes ~2,800 connections/s, Mosquitto
+/// 19,500 in 11.8 s when some connects time out, and a connect caught in the kernel's
+/// accept-queue retries waits 1 + 3 s more), and for the
+/// attempts beyond the open-files limit to time out (the loadgen's connect timeout is 10 s,
+/// but the kernel's SYN retries and the queue of attempts behind them stretch it).
+pub fn hold_budget_s(conns: usize, conns_per_process_max: usize) -> f64 {
+    let reachable = conns.min(conns_per_process_max + 1_000);
+    // Observed: with 100,000 attempts the last process finished setup ~31 s in.
+    let timeouts = if conns > reachable { 25.0 } else { 0.0 };
+    4.0 + reachable as f64 / 2_000.0 + timeouts
 }
 
 /// A broker log kept in the results folder is cut to its head and tail past this size (NATS
@@ -550,6 +639,32 @@ mod tests {
         assert_eq!(limit_line(&dir.join("missing.log")), None);
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(cpu_list(&[0, 2, 3]), "0,2,3");
+    }
+
+    #[test]
+    fn the_shared_window_is_where_every_process_measured() {
+        assert_eq!(overlap(&[(100, 400), (250, 500)]), Some((250, 400)));
+        assert_eq!(overlap(&[(100, 400)]), Some((100, 400)));
+        // One process connected after the other had finished holding: no common window.
+        assert_eq!(overlap(&[(100, 200), (300, 400)]), None);
+        assert_eq!(
+            overlap(&[(100, 200), (200, 400)]),
+            None,
+            "touching is not overlapping"
+        );
+        assert_eq!(overlap(&[]), None);
+    }
+
+    #[test]
+    fn hold_budget_grows_with_connections_and_waits_out_timeouts() {
+        let b10k = hold_budget_s(10_000, 19_000);
+        let b19k = hold_budget_s(19_500, 19_000);
+        assert!(b10k < b19k, "{b10k} {b19k}");
+        // 19,500 at NATS's ~2,800/s takes ~7 s: the budget covers it with room for retries.
+        assert!(b19k > 19_500.0 / 2_800.0 + 3.0, "{b19k}");
+        // Beyond the open-files limit the extra attempts time out (10 s) before setup ends.
+        let b100k = hold_budget_s(100_000, 19_000);
+        assert!(b100k >= b19k + 20.0 && b100k < 45.0, "{b100k}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! title = "100 pairs, QoS 1"
-//! mode = "throughput"          # throughput | latency-curve | idle | conn-ramp
+//! mode = "throughput"          # throughput | latency | latency-curve | idle | conn-ramp
 //! [loadgen]                    # culex-loadgen scenario fields
 //! kind = "pairs"
 //! conns = 100
@@ -24,6 +24,8 @@ pub enum Mode {
     Throughput,
     /// Saturation first (unpaced), then fixed total rates at fractions of it.
     LatencyCurve,
+    /// One fixed rate (`total_rate` in the file), well below saturation: latency percentiles.
+    Latency,
     /// Connections that connect and hold: how many the broker keeps, RSS per connection.
     Idle,
     /// Connections opened as fast as they go: connections per second, connect latency.
@@ -98,6 +100,14 @@ impl ScenarioSpec {
                     "{at}: `{field}` is set by the harness per broker; remove it"
                 ));
             }
+        }
+        let paced = ["rate", "total_rate"]
+            .iter()
+            .any(|k| file.loadgen.get(*k).and_then(toml::Value::as_float) > Some(0.0));
+        if file.mode == Mode::Latency && !paced {
+            return Err(format!(
+                "{at}: mode latency needs a fixed rate (`total_rate` or `rate` in [loadgen])"
+            ));
         }
         if file.mode == Mode::LatencyCurve {
             let curve = file.curve.as_ref().ok_or_else(|| {
@@ -276,6 +286,22 @@ mod tests {
     }
 
     #[test]
+    fn a_latency_scenario_needs_a_fixed_rate() {
+        let paced = r#"
+            title = "latency"
+            mode = "latency"
+            [loadgen]
+            kind = "pairs"
+            total_rate = 20000.0
+        "#;
+        let s = ScenarioSpec::parse(paced, Path::new("l.toml")).expect("valid");
+        assert_eq!(s.mode, Mode::Latency);
+        let unpaced = paced.replace("total_rate = 20000.0", "qos = 0");
+        let e = ScenarioSpec::parse(&unpaced, Path::new("l.toml")).expect_err("no rate");
+        assert!(e.contains("fixed rate"), "{e}");
+    }
+
+    #[test]
     fn a_curve_needs_sane_fractions() {
         let curve = r#"
             title = "curve"
@@ -302,6 +328,7 @@ mod tests {
         assert!(specs.len() >= 10, "{} scenarios", specs.len());
         for mode in [
             Mode::Throughput,
+            Mode::Latency,
             Mode::LatencyCurve,
             Mode::Idle,
             Mode::ConnRamp,

@@ -35,6 +35,9 @@ pub struct CellSummary {
     pub broker_conn_count: Option<Spread>,
     pub conn_per_s: Option<Spread>,
     pub connect_p99_us: Option<Spread>,
+    /// Broker CPU over the connect phase per connection made (connection scenarios).
+    #[serde(default)]
+    pub cpu_us_per_connect: Option<Spread>,
     pub lost_count: u64,
     pub expected_count: u64,
     /// Distinct notes of the runs (connect failures, why a run failed).
@@ -44,6 +47,10 @@ pub struct CellSummary {
     pub cpu_ratio: Option<f64>,
     pub rss_per_conn_ratio: Option<f64>,
     pub p99_ratio: Option<f64>,
+    #[serde(default)]
+    pub p999_ratio: Option<f64>,
+    #[serde(default)]
+    pub cpu_per_connect_ratio: Option<f64>,
 }
 
 fn spread_of(records: &[&RunRecord], f: impl Fn(&RunRecord) -> Option<f64>) -> Option<Spread> {
@@ -92,6 +99,8 @@ pub fn summarise(records: &[RunRecord]) -> Vec<CellSummary> {
         c.cpu_ratio = r(&c.broker_cpu_us_per_msg, &m.broker_cpu_us_per_msg);
         c.rss_per_conn_ratio = r(&c.rss_per_conn_bytes, &m.rss_per_conn_bytes);
         c.p99_ratio = r(&c.p99_us, &m.p99_us);
+        c.p999_ratio = r(&c.p999_us, &m.p999_us);
+        c.cpu_per_connect_ratio = r(&c.cpu_us_per_connect, &m.cpu_us_per_connect);
     }
     cells
 }
@@ -127,6 +136,7 @@ fn summarise_cell(g: &[&RunRecord]) -> CellSummary {
         }),
         conn_per_s: spread_of(g, |r| r.conn_per_s),
         connect_p99_us: spread_of(g, |r| r.connect_latency.map(|l| l.p99_us)),
+        cpu_us_per_connect: spread_of(g, |r| r.broker_cpu_us_per_connect),
         lost_count: g.iter().map(|r| r.lost_count).sum(),
         expected_count: g.iter().map(|r| r.expected_count).sum(),
         notes,
@@ -134,6 +144,8 @@ fn summarise_cell(g: &[&RunRecord]) -> CellSummary {
         cpu_ratio: None,
         rss_per_conn_ratio: None,
         p99_ratio: None,
+        p999_ratio: None,
+        cpu_per_connect_ratio: None,
     }
 }
 
@@ -203,20 +215,23 @@ pub fn markdown_table(
                 })
             })
     };
-    let mut out = String::from(
-        "| scenario | broker | delivered msg/s | vs Mosquitto | p50 µs | p99 µs | \
+    let mut out = String::new();
+    if scenarios.iter().any(|(_, k)| *k == TableKind::Messages) {
+        out +=
+            "| scenario | broker | delivered msg/s | vs Mosquitto | p50 µs | p99 µs | p99.9 µs | \
          broker CPU µs/msg | CPU vs Mosquitto | broker RSS MiB | lost |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
-    );
+         |---|---|---|---|---|---|---|---|---|---|---|\n";
+    }
     for c in rows(TableKind::Messages) {
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             c.scenario,
             c.broker,
             fmt_spread(&c.delivered_per_s, 1.0, ""),
             fmt_ratio(c.throughput_ratio),
             fmt_spread(&c.p50_us, 1.0, ""),
             fmt_spread(&c.p99_us, 1.0, ""),
+            fmt_spread(&c.p999_us, 1.0, ""),
             fmt_spread(&c.broker_cpu_us_per_msg, 1.0, ""),
             fmt_ratio(c.cpu_ratio),
             fmt_spread(&c.broker_rss_max_bytes, 1048576.0, ""),
@@ -224,12 +239,15 @@ pub fn markdown_table(
         );
     }
     if scenarios.iter().any(|(_, k)| *k == TableKind::Connections) {
-        out += "\n| scenario | broker | held (loadgen) | held (broker fds) | broker RSS MiB | RSS per connection, B \
-                | vs Mosquitto | connections/s | connect p99 µs |\n\
-                |---|---|---|---|---|---|---|---|---|\n";
+        if !out.is_empty() {
+            out += "\n";
+        }
+        out += "| scenario | broker | held (loadgen) | held (broker fds) | broker RSS MiB | RSS per connection, B \
+                | vs Mosquitto | connections/s | connect p99 µs | broker CPU µs/connect |\n\
+                |---|---|---|---|---|---|---|---|---|---|\n";
         for c in rows(TableKind::Connections) {
             out += &format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 c.scenario,
                 c.broker,
                 fmt_spread(&c.held_count, 1.0, ""),
@@ -239,6 +257,7 @@ pub fn markdown_table(
                 fmt_ratio(c.rss_per_conn_ratio),
                 fmt_spread(&c.conn_per_s, 1.0, ""),
                 fmt_spread(&c.connect_p99_us, 1.0, ""),
+                fmt_spread(&c.cpu_us_per_connect, 1.0, ""),
             );
         }
     }

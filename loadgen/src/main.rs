@@ -135,6 +135,10 @@ struct Flags {
     /// Seconds to wait for the last deliveries after publishing stops.
     #[arg(long, default_value_t = 2.0)]
     drain: f64,
+    /// Start the run (warm-up, measured window) no earlier than this Unix time in ms:
+    /// several processes given the same instant measure together (0: at once).
+    #[arg(long, default_value_t = 0)]
+    hold_until: u64,
     #[arg(long)]
     retain: bool,
     #[arg(long, default_value_t = 1000)]
@@ -229,6 +233,7 @@ fn scenario_from(kind: Kind, f: &Flags) -> Result<Scenario, String> {
         duration_s: f.duration,
         warmup_s: f.warmup,
         drain_s: f.drain,
+        hold_until_unix_ms: f.hold_until,
         retain: f.retain,
         retained_topics: f.retained_topics,
         tick_us: f.tick_us,

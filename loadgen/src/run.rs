@@ -55,6 +55,7 @@ pub fn run(scenario: &Scenario, opts: &Options) -> Result<Summary, String> {
         progress.tick(&rx);
     }
     let setup_s = shared.epoch.elapsed().as_secs_f64();
+    hold(scenario.hold_until_unix_ms, &mut progress, &rx);
 
     // Run: publishers start on their schedules; the window excludes the warm-up.
     let run_start = shared.now_ns() + 20_000_000;
@@ -64,8 +65,13 @@ pub fn run(scenario: &Scenario, opts: &Options) -> Result<Summary, String> {
     let measure_to = measure_from + (scenario.duration_s * 1e9) as u64;
     progress.until(&rx, measure_from);
     let w0 = Sample::take(&shared, scenario.broker_pid);
+    let w0_unix_ms = unix_ms();
     progress.until(&rx, measure_to);
     let w1 = Sample::take(&shared, scenario.broker_pid);
+    if !opts.quiet {
+        // A harness running several processes intersects these to find the shared window.
+        eprintln!("window unix ms {w0_unix_ms} {}", unix_ms());
+    }
 
     // Drain: publishers finish their QoS handshakes, subscribers get the last deliveries.
     let pubs = plan.publishers as u64;
@@ -127,6 +133,32 @@ pub fn run(scenario: &Scenario, opts: &Options) -> Result<Summary, String> {
         held_count: held,
         stats,
     })
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Waits (ticking progress) until `until_unix_ms`; returns at once when it is 0 or past.
+fn hold(until_unix_ms: u64, progress: &mut Progress<'_>, rx: &mpsc::Receiver<Interval>) {
+    if until_unix_ms == 0 {
+        return;
+    }
+    let now = unix_ms();
+    if now > until_unix_ms {
+        eprintln!(
+            "warning: setup ended {} ms after the hold-until instant",
+            now - until_unix_ms
+        );
+        return;
+    }
+    while unix_ms() < until_unix_ms {
+        let left = Duration::from_millis(until_unix_ms.saturating_sub(unix_ms()));
+        progress.tick_for(rx, left.min(Duration::from_millis(200)));
+    }
 }
 
 fn expected_count(shared: &Shared, plan: &crate::scenario::Plan, sc: &Scenario) -> u64 {
@@ -328,7 +360,8 @@ fn set_retained(
         &wire::ConnectOptions {
             version,
             client_id: "culex-lg-retained-setup",
-            keepalive_s: 0,
+            // Not 0: rumqttd refuses a zero keepalive (ZeroKeepAlive) and resets the setup.
+            keepalive_s: 60,
             clean: true,
             session_expiry_s: 0,
             receive_maximum: 65535,

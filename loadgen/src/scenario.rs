@@ -66,6 +66,10 @@ pub struct Scenario {
     pub warmup_s: f64,
     /// After publishing stops, how long to wait for the last deliveries.
     pub drain_s: f64,
+    /// Wall-clock instant (Unix ms) before which the run phase does not start (0: at once).
+    /// Clients that finish setup early hold their connections until then, so several loadgen
+    /// processes sharing one scenario all measure the same window, every client connected.
+    pub hold_until_unix_ms: u64,
     pub retain: bool,
     /// `retained`: how many retained topics the storm subscribes over.
     pub retained_topics: usize,
@@ -107,6 +111,7 @@ impl Default for Scenario {
             duration_s: 10.0,
             warmup_s: 0.0,
             drain_s: 2.0,
+            hold_until_unix_ms: 0,
             retain: false,
             retained_topics: 1000,
             tick_us: 1000,
