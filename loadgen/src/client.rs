@@ -183,8 +183,9 @@ pub struct ReadBuf {
     read_max: usize,
 }
 
-/// The smallest read: a few packets.
-const READ_MIN_BYTES: usize = 4096;
+/// The smallest read: a few small packets. Each read zeroes its room first, so a connection
+/// that gets one message per read must not ask for much more than that.
+const READ_MIN_BYTES: usize = 512;
 /// The codec's own limit (the spec's largest packet) bounds the buffer: a broker cannot make
 /// it grow without end.
 const MAX_PACKET_BYTES: u32 = culex::protocol::MAX_REMAINING_LENGTH as u32 + 5;
@@ -207,11 +208,8 @@ impl ReadBuf {
         self.buf.resize(self.filled + self.read_next, 0);
         let read = stream.read(&mut self.buf[self.filled..]).await;
         let n = *read.as_ref().unwrap_or(&0);
-        self.read_next = if n == self.read_next {
-            (n * 2).min(self.read_max)
-        } else {
-            (n * 2).clamp(READ_MIN_BYTES.min(self.read_max), self.read_max)
-        };
+        // Twice what came: a full read doubles the next, a short one shrinks it.
+        self.read_next = (n * 2).clamp(READ_MIN_BYTES.min(self.read_max), self.read_max);
         self.filled += n;
         self.buf.truncate(self.filled);
         read

@@ -358,6 +358,35 @@ mod tests {
         }
     }
 
+    /// The template against the spec's own bytes, so a codec bug cannot hide behind the
+    /// comparison above.
+    #[test]
+    fn template_spells_the_spec_bytes() {
+        let mut tpl =
+            PublishTemplate::new(ProtocolVersion::V5, "a/b", QoS::AtLeastOnce, true, 30, 30)
+                .expect("valid topic");
+        let mut buf = BytesMut::new();
+        tpl.put(&mut buf, 0x0A0B, 30, |p| p.fill(0xEE));
+        #[rustfmt::skip]
+        let head = [
+            0x33, 38,                   // PUBLISH QoS 1 retain, remaining length 2+3+2+1+30
+            0, 3, b'a', b'/', b'b',     // topic
+            0x0A, 0x0B,                 // packet id
+            0,                          // MQTT 5: no properties
+        ];
+        assert_eq!(&buf[..head.len()], head);
+        assert!(buf[head.len()..].iter().all(|&b| b == 0xEE));
+        assert_eq!(buf.len(), head.len() + 30);
+
+        let mut tpl =
+            PublishTemplate::new(ProtocolVersion::V3_1, "t", QoS::AtMostOnce, false, 40, 40)
+                .expect("valid topic");
+        let mut buf = BytesMut::new();
+        tpl.put(&mut buf, 0, 40, |_| {});
+        assert_eq!(&buf[..5], [0x30, 43, 0, 1, b't']);
+        assert_eq!(buf.len(), 45);
+    }
+
     #[test]
     fn acks_equal_the_codec_for_every_version() {
         for version in VERSIONS {
