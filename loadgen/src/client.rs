@@ -3,7 +3,7 @@
 //! (large reads, stamp checks, acks), or idle holder — until its core says stop.
 
 use bytes::BytesMut;
-use culex::protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
+use culex::protocol::{FrameStatus, Packet, ProtocolVersion, QoS, ReasonCode};
 use futures_lite::future::or;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -170,9 +170,12 @@ fn io_reason(stage: &str, e: &io::Error) -> String {
 
 /// Received bytes not yet decoded. `culex::protocol::decode` splits each whole packet off the
 /// front (zero-copy: the packet's `Bytes` share this allocation); once they are dropped, the
-/// allocation is reused, the partial packet at the end moved to its front.
+/// allocation is reused, the partial packet at the end moved to its front. A subscriber reads
+/// PUBLISH packets in place instead ([`wire::PublishView`]), moving only `start`.
 pub struct ReadBuf {
     buf: BytesMut,
+    /// Bytes at the front already consumed by `next_received`.
+    start: usize,
     /// Bytes received. `buf` is longer only while a read is pending (or was cancelled): the
     /// zeroed room the read writes into, which must never reach the decoder.
     filled: usize,
@@ -194,6 +197,7 @@ impl ReadBuf {
     fn new(read_max: usize, version: ProtocolVersion) -> ReadBuf {
         ReadBuf {
             buf: BytesMut::with_capacity(read_max),
+            start: 0,
             filled: 0,
             version,
             read_next: READ_MIN_BYTES.min(read_max),
@@ -203,6 +207,7 @@ impl ReadBuf {
 
     /// Reads more; `Ok(0)` is the end of the stream.
     async fn fill(&mut self, stream: &mut (impl AsyncReadExt + Unpin)) -> io::Result<usize> {
+        self.consume_start();
         // A read is a `&mut [u8]`, so its room is zeroed first (`resize`), never handed over
         // uninitialised; sized by `read_next`, that costs about what the read itself copies.
         self.buf.resize(self.filled + self.read_next, 0);
@@ -215,20 +220,57 @@ impl ReadBuf {
         read
     }
 
+    /// Drops the bytes `next_received` has consumed (a pointer move).
+    fn consume_start(&mut self) {
+        self.buf.truncate(self.filled);
+        bytes::Buf::advance(&mut self.buf, self.start);
+        self.filled -= self.start;
+        self.start = 0;
+    }
+
     /// The next whole packet, decoded by the codec and consumed from the buffer.
     fn next_packet(&mut self) -> io::Result<Option<Packet>> {
-        self.buf.truncate(self.filled);
+        self.consume_start();
         let packet = culex::protocol::decode(&mut self.buf, Some(self.version), MAX_PACKET_BYTES)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")));
         self.filled = self.buf.len();
         packet
     }
 
+    /// The next whole packet: a PUBLISH read in place, anything else decoded by the codec.
+    fn next_received(&mut self) -> io::Result<Option<Received<'_>>> {
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+        let window = &self.buf[self.start..self.filled];
+        match culex::protocol::check_frame(window, MAX_PACKET_BYTES) {
+            Ok(FrameStatus::NeedMore { .. }) => Ok(None),
+            Ok(FrameStatus::Complete {
+                first_byte,
+                header_len_bytes,
+                total_len_bytes,
+            }) if first_byte >> 4 == 3 => {
+                let frame = &self.buf[self.start..self.start + total_len_bytes];
+                self.start += total_len_bytes;
+                wire::PublishView::parse(frame, header_len_bytes, self.version)
+                    .map(|view| Some(Received::Publish(view)))
+                    .ok_or_else(|| invalid("malformed PUBLISH".into()))
+            }
+            Ok(FrameStatus::Complete { .. }) => Ok(self.next_packet()?.map(Received::Packet)),
+            Err(e) => Err(invalid(format!("{e:?}"))),
+        }
+    }
+
     /// Drops everything received so far.
     fn discard(&mut self) {
         self.buf.clear();
+        self.start = 0;
         self.filled = 0;
     }
+}
+
+/// What a subscriber receives: a PUBLISH borrowed from the read buffer, or any other packet.
+enum Received<'a> {
+    Publish(wire::PublishView<'a>),
+    Packet(Packet),
 }
 
 async fn with_timeout<T>(
@@ -679,9 +721,9 @@ impl Receiver {
         let (mut received, mut unique) = (0u64, 0u64);
         let mut stats = core.stats.borrow_mut();
         let mut interval = core.interval.borrow_mut();
-        while let Some(packet) = rbuf.next_packet()? {
+        while let Some(packet) = rbuf.next_received()? {
             match packet {
-                Packet::Publish(publish) => {
+                Received::Publish(publish) => {
                     if let Some(id) = publish.packet_id {
                         let kind = match publish.qos {
                             QoS::ExactlyOnce => AckKind::PubRec,
@@ -693,7 +735,7 @@ impl Receiver {
                     if publish.retain {
                         stats.retained_received_count += 1;
                     }
-                    let Some(stamp) = Stamp::read(&publish.payload) else {
+                    let Some(stamp) = Stamp::read(publish.payload) else {
                         stats.foreign_count += 1;
                         continue;
                     };
@@ -724,11 +766,11 @@ impl Receiver {
                             .saturating_record(now.saturating_sub(stamp.sent_ns));
                     }
                 }
-                Packet::PubRel(rel) => {
+                Received::Packet(Packet::PubRel(rel)) => {
                     self.ack_templates
                         .put(&mut self.acks, AckKind::PubComp, rel.packet_id);
                 }
-                Packet::SubAck(suback) if !self.subscribed => {
+                Received::Packet(Packet::SubAck(suback)) if !self.subscribed => {
                     self.subscribed = true;
                     match suback.reason_codes.first() {
                         Some(code) if !code.is_error() => {
