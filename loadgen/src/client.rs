@@ -254,7 +254,9 @@ impl ReadBuf {
                     .map(|view| Some(Received::Publish(view)))
                     .ok_or_else(|| invalid("malformed PUBLISH".into()))
             }
-            Ok(FrameStatus::Complete { .. }) => Ok(self.next_packet()?.map(Received::Packet)),
+            Ok(FrameStatus::Complete { .. }) => {
+                Ok(self.next_packet()?.map(|p| Received::Packet(Box::new(p))))
+            }
             Err(e) => Err(invalid(format!("{e:?}"))),
         }
     }
@@ -270,7 +272,8 @@ impl ReadBuf {
 /// What a subscriber receives: a PUBLISH borrowed from the read buffer, or any other packet.
 enum Received<'a> {
     Publish(wire::PublishView<'a>),
-    Packet(Packet),
+    /// Boxed: a `Packet` is large and these (PUBREL, SUBACK) are rare.
+    Packet(Box<Packet>),
 }
 
 async fn with_timeout<T>(
@@ -766,24 +769,7 @@ impl Receiver {
                             .saturating_record(now.saturating_sub(stamp.sent_ns));
                     }
                 }
-                Received::Packet(Packet::PubRel(rel)) => {
-                    self.ack_templates
-                        .put(&mut self.acks, AckKind::PubComp, rel.packet_id);
-                }
-                Received::Packet(Packet::SubAck(suback)) if !self.subscribed => {
-                    self.subscribed = true;
-                    match suback.reason_codes.first() {
-                        Some(code) if !code.is_error() => {
-                            stats.subscribed_count += 1;
-                            stats
-                                .subscribe_latency
-                                .saturating_record(now.saturating_sub(self.subscribe_sent_ns));
-                        }
-                        _ => stats.subscribe_failed_count += 1,
-                    }
-                    ready.mark();
-                }
-                _ => {}
+                Received::Packet(packet) => self.on_packet(*packet, now, &mut stats, ready),
             }
         }
         stats.received_count += received;
@@ -796,6 +782,38 @@ impl Receiver {
             .unique_count
             .fetch_add(unique, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl Receiver {
+    /// Anything but a PUBLISH: PUBREL owes a PUBCOMP, the first SUBACK says subscribed.
+    fn on_packet(
+        &mut self,
+        packet: Packet,
+        now: u64,
+        stats: &mut crate::report::CoreStats,
+        ready: &mut ReadyGuard<'_>,
+    ) {
+        match packet {
+            Packet::PubRel(rel) => {
+                self.ack_templates
+                    .put(&mut self.acks, AckKind::PubComp, rel.packet_id);
+            }
+            Packet::SubAck(suback) if !self.subscribed => {
+                self.subscribed = true;
+                match suback.reason_codes.first() {
+                    Some(code) if !code.is_error() => {
+                        stats.subscribed_count += 1;
+                        stats
+                            .subscribe_latency
+                            .saturating_record(now.saturating_sub(self.subscribe_sent_ns));
+                    }
+                    _ => stats.subscribe_failed_count += 1,
+                }
+                ready.mark();
+            }
+            _ => {}
+        }
     }
 }
 
