@@ -168,27 +168,21 @@ fn io_reason(stage: &str, e: &io::Error) -> String {
     }
 }
 
-/// Received bytes not yet decoded. `culex::protocol::decode` splits each whole packet off the
-/// front (zero-copy: the packet's `Bytes` share this allocation); once they are dropped, the
-/// allocation is reused, the partial packet at the end moved to its front. A subscriber reads
-/// PUBLISH packets in place instead ([`wire::PublishView`]), moving only `start`.
+/// Received bytes not yet decoded, in `buf[start..filled]`. A PUBLISH is read in place
+/// ([`wire::PublishView`]), moving only `start`; any other packet is split off the front
+/// (zero-copy: it shares this allocation) and decoded by `culex::protocol::decode_frame`.
 pub struct ReadBuf {
+    /// Beyond `filled`: zeroed (or stale) room the next read writes into. A read wants a
+    /// `&mut [u8]`, so room is zeroed before it is handed over, never left uninitialised;
+    /// zeroing a whole buffer only when the room runs out keeps that to about one byte zeroed
+    /// per byte received (zeroing per read cost ~160 instructions a message at one per read).
     buf: BytesMut,
-    /// Bytes at the front already consumed by `next_received`.
     start: usize,
-    /// Bytes received. `buf` is longer only while a read is pending (or was cancelled): the
-    /// zeroed room the read writes into, which must never reach the decoder.
     filled: usize,
     version: ProtocolVersion,
-    /// How much the next read asks for, between `READ_MIN_BYTES` and `read_max`: it follows
-    /// what reads return, so a quiet connection does not zero a large buffer per read.
-    read_next: usize,
     read_max: usize,
 }
 
-/// The smallest read: a few small packets. Each read zeroes its room first, so a connection
-/// that gets one message per read must not ask for much more than that.
-const READ_MIN_BYTES: usize = 512;
 /// The codec's own limit (the spec's largest packet) bounds the buffer: a broker cannot make
 /// it grow without end.
 const MAX_PACKET_BYTES: u32 = culex::protocol::MAX_REMAINING_LENGTH as u32 + 5;
@@ -196,11 +190,10 @@ const MAX_PACKET_BYTES: u32 = culex::protocol::MAX_REMAINING_LENGTH as u32 + 5;
 impl ReadBuf {
     fn new(read_max: usize, version: ProtocolVersion) -> ReadBuf {
         ReadBuf {
-            buf: BytesMut::with_capacity(read_max),
+            buf: BytesMut::new(),
             start: 0,
             filled: 0,
             version,
-            read_next: READ_MIN_BYTES.min(read_max),
             read_max,
         }
     }
@@ -208,21 +201,20 @@ impl ReadBuf {
     /// Reads more; `Ok(0)` is the end of the stream.
     async fn fill(&mut self, stream: &mut (impl AsyncReadExt + Unpin)) -> io::Result<usize> {
         self.consume_start();
-        // A read is a `&mut [u8]`, so its room is zeroed first (`resize`), never handed over
-        // uninitialised; sized by `read_next`, that costs about what the read itself copies.
-        self.buf.resize(self.filled + self.read_next, 0);
-        let read = stream.read(&mut self.buf[self.filled..]).await;
-        let n = *read.as_ref().unwrap_or(&0);
-        // Twice what came: a full read doubles the next, a short one shrinks it.
-        self.read_next = (n * 2).clamp(READ_MIN_BYTES.min(self.read_max), self.read_max);
+        if self.buf.len() - self.filled < self.read_max / 4 + 1 {
+            // Out of room: keep what was received and zero a whole read's worth after it.
+            // Once the packets split off earlier are dropped, `reserve` (inside `resize`) moves
+            // the partial packet to the front of the same allocation instead of growing it.
+            self.buf.truncate(self.filled);
+            self.buf.resize(self.filled + self.read_max, 0);
+        }
+        let n = stream.read(&mut self.buf[self.filled..]).await?;
         self.filled += n;
-        self.buf.truncate(self.filled);
-        read
+        Ok(n)
     }
 
-    /// Drops the bytes `next_received` has consumed (a pointer move).
+    /// Drops the bytes read in place so far (a pointer move).
     fn consume_start(&mut self) {
-        self.buf.truncate(self.filled);
         bytes::Buf::advance(&mut self.buf, self.start);
         self.filled -= self.start;
         self.start = 0;
@@ -230,42 +222,50 @@ impl ReadBuf {
 
     /// The next whole packet, decoded by the codec and consumed from the buffer.
     fn next_packet(&mut self) -> io::Result<Option<Packet>> {
-        self.consume_start();
-        let packet = culex::protocol::decode(&mut self.buf, Some(self.version), MAX_PACKET_BYTES)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")));
-        self.filled = self.buf.len();
-        packet
+        let invalid = |e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"));
+        let window = &self.buf[self.start..self.filled];
+        match culex::protocol::check_frame(window, MAX_PACKET_BYTES).map_err(invalid)? {
+            FrameStatus::NeedMore { .. } => Ok(None),
+            FrameStatus::Complete {
+                total_len_bytes, ..
+            } => {
+                self.consume_start();
+                let frame = self.buf.split_to(total_len_bytes).freeze();
+                self.filled -= total_len_bytes;
+                culex::protocol::decode_frame(frame, Some(self.version))
+                    .map(Some)
+                    .map_err(invalid)
+            }
+        }
     }
 
     /// The next whole packet: a PUBLISH read in place, anything else decoded by the codec.
     fn next_received(&mut self) -> io::Result<Option<Received<'_>>> {
-        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
         let window = &self.buf[self.start..self.filled];
-        match culex::protocol::check_frame(window, MAX_PACKET_BYTES) {
-            Ok(FrameStatus::NeedMore { .. }) => Ok(None),
-            Ok(FrameStatus::Complete {
+        let status = culex::protocol::check_frame(window, MAX_PACKET_BYTES)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
+        match status {
+            FrameStatus::NeedMore { .. } => Ok(None),
+            FrameStatus::Complete {
                 first_byte,
                 header_len_bytes,
                 total_len_bytes,
-            }) if first_byte >> 4 == 3 => {
+            } if first_byte >> 4 == 3 => {
                 let frame = &self.buf[self.start..self.start + total_len_bytes];
                 self.start += total_len_bytes;
                 wire::PublishView::parse(frame, header_len_bytes, self.version)
                     .map(|view| Some(Received::Publish(view)))
-                    .ok_or_else(|| invalid("malformed PUBLISH".into()))
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed PUBLISH"))
             }
-            Ok(FrameStatus::Complete { .. }) => {
+            FrameStatus::Complete { .. } => {
                 Ok(self.next_packet()?.map(|p| Received::Packet(Box::new(p))))
             }
-            Err(e) => Err(invalid(format!("{e:?}"))),
         }
     }
 
     /// Drops everything received so far.
     fn discard(&mut self) {
-        self.buf.clear();
-        self.start = 0;
-        self.filled = 0;
+        self.start = self.filled;
     }
 }
 
