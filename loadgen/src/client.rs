@@ -935,3 +935,90 @@ async fn finish(stream: &mut TcpStream, version: ProtocolVersion) {
     let _ = stream.write_all(&bye).await;
     let _ = stream.close().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use culex::protocol::PacketId;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Hands out a byte stream in chunks of the given sizes, as a socket might.
+    struct Chunked {
+        data: Vec<u8>,
+        at: usize,
+        sizes: Vec<usize>,
+        turn: usize,
+    }
+
+    impl futures_lite::AsyncRead for Chunked {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let size = self.sizes[self.turn % self.sizes.len()];
+            self.turn += 1;
+            let n = size.min(buf.len()).min(self.data.len() - self.at);
+            let at = self.at;
+            buf[..n].copy_from_slice(&self.data[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    /// Every packet of a long stream comes out whole and in order, whatever the read sizes,
+    /// through both the in-place PUBLISH path and the codec path, across buffer wraps.
+    #[test]
+    fn read_buffer_loses_nothing_across_wraps() {
+        let version = ProtocolVersion::V5;
+        let mut tpl =
+            PublishTemplate::new(version, "t/1", QoS::ExactlyOnce, false, 64, 300).unwrap();
+        let acks = Acks::new(version);
+        let mut data = BytesMut::new();
+        let count = 5000u16;
+        for i in 1..=count {
+            let len = 64 + usize::from(i % 7) * 30;
+            tpl.put(&mut data, i, len, |p| {
+                p[..2].copy_from_slice(&i.to_be_bytes())
+            });
+            acks.put(&mut data, AckKind::PubRel, PacketId::new(i).unwrap());
+        }
+        for sizes in [
+            vec![1],
+            vec![7, 300, 4096],
+            vec![100_000],
+            vec![333, 1, 65_536],
+        ] {
+            let mut stream = Chunked {
+                data: data.to_vec(),
+                at: 0,
+                sizes,
+                turn: 0,
+            };
+            let mut rbuf = ReadBuf::new(1024, version);
+            let (mut publishes, mut rels) = (0u16, 0u16);
+            futures_lite::future::block_on(async {
+                while rbuf.fill(&mut stream).await.unwrap() > 0 {
+                    while let Some(packet) = rbuf.next_received().unwrap() {
+                        match packet {
+                            Received::Publish(p) => {
+                                publishes += 1;
+                                assert_eq!(p.packet_id.map(|id| id.get()), Some(publishes));
+                                assert_eq!(p.payload[..2], publishes.to_be_bytes());
+                            }
+                            Received::Packet(p) => {
+                                rels += 1;
+                                let Packet::PubRel(rel) = *p else {
+                                    panic!("{p:?}")
+                                };
+                                assert_eq!(rel.packet_id.get(), rels);
+                            }
+                        }
+                    }
+                }
+            });
+            assert_eq!((publishes, rels), (count, count));
+        }
+    }
+}
