@@ -2,7 +2,7 @@
 //! role — publisher (open-loop schedule, batched writes, QoS 1/2 inflight window), subscriber
 //! (large reads, stamp checks, acks), or idle holder — until its core says stop.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use culex::protocol::{FrameStatus, Packet, ProtocolVersion, QoS, ReasonCode};
 use futures_lite::future::or;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -168,19 +168,17 @@ fn io_reason(stage: &str, e: &io::Error) -> String {
     }
 }
 
-/// Received bytes not yet decoded, in `buf[start..filled]`. A PUBLISH is read in place
-/// ([`wire::PublishView`]), moving only `start`; any other packet is split off the front
-/// (zero-copy: it shares this allocation) and decoded by `culex::protocol::decode_frame`.
+/// Received bytes not yet decoded, in `buf[start..end]`. A PUBLISH is read in place
+/// ([`wire::PublishView`]); any other packet is copied out and decoded by
+/// `culex::protocol::decode_frame` (a few bytes, rare except a QoS 1/2 publisher's acks).
+///
+/// A plain `Vec`, zeroed once: a `BytesMut` that the codec splits packets off would have its
+/// room zeroed again before each read (`resize`), and a read needs initialised bytes.
 pub struct ReadBuf {
-    /// Beyond `filled`: zeroed (or stale) room the next read writes into. A read wants a
-    /// `&mut [u8]`, so room is zeroed before it is handed over, never left uninitialised;
-    /// zeroing a whole buffer only when the room runs out keeps that to about one byte zeroed
-    /// per byte received (zeroing per read cost ~160 instructions a message at one per read).
-    buf: BytesMut,
+    buf: Vec<u8>,
     start: usize,
-    filled: usize,
+    end: usize,
     version: ProtocolVersion,
-    read_max: usize,
 }
 
 /// The codec's own limit (the spec's largest packet) bounds the buffer: a broker cannot make
@@ -188,84 +186,82 @@ pub struct ReadBuf {
 const MAX_PACKET_BYTES: u32 = culex::protocol::MAX_REMAINING_LENGTH as u32 + 5;
 
 impl ReadBuf {
-    fn new(read_max: usize, version: ProtocolVersion) -> ReadBuf {
+    fn new(capacity: usize, version: ProtocolVersion) -> ReadBuf {
         ReadBuf {
-            buf: BytesMut::new(),
+            buf: vec![0; capacity],
             start: 0,
-            filled: 0,
+            end: 0,
             version,
-            read_max,
         }
     }
 
     /// Reads more; `Ok(0)` is the end of the stream.
     async fn fill(&mut self, stream: &mut (impl AsyncReadExt + Unpin)) -> io::Result<usize> {
-        self.consume_start();
-        if self.buf.len() - self.filled < self.read_max / 4 + 1 {
-            // Out of room: keep what was received and zero a whole read's worth after it.
-            // Once the packets split off earlier are dropped, `reserve` (inside `resize`) moves
-            // the partial packet to the front of the same allocation instead of growing it.
-            self.buf.truncate(self.filled);
-            self.buf.resize(self.filled + self.read_max, 0);
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.end == self.buf.len() {
+            // Move the partial packet to the front; grow only for a packet larger than the
+            // buffer (the codec's maximum packet size bounds that).
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.end == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
         }
-        let n = stream.read(&mut self.buf[self.filled..]).await?;
-        self.filled += n;
+        let n = stream.read(&mut self.buf[self.end..]).await?;
+        self.end += n;
         Ok(n)
     }
 
-    /// Drops the bytes read in place so far (a pointer move).
-    fn consume_start(&mut self) {
-        bytes::Buf::advance(&mut self.buf, self.start);
-        self.filled -= self.start;
-        self.start = 0;
+    /// The whole packet at the front, if there is one: (first byte, header length, frame).
+    fn next_frame(&mut self) -> io::Result<Option<(u8, usize, usize)>> {
+        let window = &self.buf[self.start..self.end];
+        match culex::protocol::check_frame(window, MAX_PACKET_BYTES) {
+            Ok(FrameStatus::NeedMore { .. }) => Ok(None),
+            Ok(FrameStatus::Complete {
+                first_byte,
+                header_len_bytes,
+                total_len_bytes,
+            }) => Ok(Some((first_byte, header_len_bytes, total_len_bytes))),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))),
+        }
+    }
+
+    /// Decodes the `len`-byte packet at the front with the codec, consuming it.
+    fn decode_front(&mut self, len: usize) -> io::Result<Packet> {
+        let frame = Bytes::copy_from_slice(&self.buf[self.start..self.start + len]);
+        self.start += len;
+        culex::protocol::decode_frame(frame, Some(self.version))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))
     }
 
     /// The next whole packet, decoded by the codec and consumed from the buffer.
     fn next_packet(&mut self) -> io::Result<Option<Packet>> {
-        let invalid = |e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"));
-        let window = &self.buf[self.start..self.filled];
-        match culex::protocol::check_frame(window, MAX_PACKET_BYTES).map_err(invalid)? {
-            FrameStatus::NeedMore { .. } => Ok(None),
-            FrameStatus::Complete {
-                total_len_bytes, ..
-            } => {
-                self.consume_start();
-                let frame = self.buf.split_to(total_len_bytes).freeze();
-                self.filled -= total_len_bytes;
-                culex::protocol::decode_frame(frame, Some(self.version))
-                    .map(Some)
-                    .map_err(invalid)
-            }
+        match self.next_frame()? {
+            Some((_, _, len)) => self.decode_front(len).map(Some),
+            None => Ok(None),
         }
     }
 
     /// The next whole packet: a PUBLISH read in place, anything else decoded by the codec.
     fn next_received(&mut self) -> io::Result<Option<Received<'_>>> {
-        let window = &self.buf[self.start..self.filled];
-        let status = culex::protocol::check_frame(window, MAX_PACKET_BYTES)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
-        match status {
-            FrameStatus::NeedMore { .. } => Ok(None),
-            FrameStatus::Complete {
-                first_byte,
-                header_len_bytes,
-                total_len_bytes,
-            } if first_byte >> 4 == 3 => {
-                let frame = &self.buf[self.start..self.start + total_len_bytes];
-                self.start += total_len_bytes;
-                wire::PublishView::parse(frame, header_len_bytes, self.version)
-                    .map(|view| Some(Received::Publish(view)))
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed PUBLISH"))
-            }
-            FrameStatus::Complete { .. } => {
-                Ok(self.next_packet()?.map(|p| Received::Packet(Box::new(p))))
-            }
+        let Some((first_byte, header_len, len)) = self.next_frame()? else {
+            return Ok(None);
+        };
+        if first_byte >> 4 != 3 {
+            return Ok(Some(Received::Packet(Box::new(self.decode_front(len)?))));
         }
+        let frame = &self.buf[self.start..self.start + len];
+        self.start += len;
+        wire::PublishView::parse(frame, header_len, self.version)
+            .map(|view| Some(Received::Publish(view)))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed PUBLISH"))
     }
 
     /// Drops everything received so far.
     fn discard(&mut self) {
-        self.start = self.filled;
+        self.start = self.end;
     }
 }
 
