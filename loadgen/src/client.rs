@@ -3,7 +3,7 @@
 //! (large reads, stamp checks, acks), or idle holder — until its core says stop.
 
 use bytes::{Bytes, BytesMut};
-use culex::protocol::{FrameStatus, Packet, ProtocolVersion, QoS, ReasonCode};
+use culex::protocol::{FrameStatus, Packet, PacketId, ProtocolVersion, QoS, ReasonCode};
 use futures_lite::future::or;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -228,6 +228,11 @@ impl ReadBuf {
         }
     }
 
+    /// The whole `len`-byte packet at the front, not consumed.
+    fn front(&self, len: usize) -> &[u8] {
+        &self.buf[self.start..self.start + len]
+    }
+
     /// Decodes the `len`-byte packet at the front with the codec, consuming it.
     fn decode_front(&mut self, len: usize) -> io::Result<Packet> {
         let frame = Bytes::copy_from_slice(&self.buf[self.start..self.start + len]);
@@ -249,6 +254,14 @@ impl ReadBuf {
         let Some((first_byte, header_len, len)) = self.next_frame()? else {
             return Ok(None);
         };
+        if first_byte >> 4 == 6 {
+            // PUBREL, once per QoS 2 message: its id read in place, like a PUBLISH.
+            let id = wire::ack_packet_id(self.front(len), header_len);
+            self.start += len;
+            return id
+                .map(|id| Some(Received::PubRel(id)))
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "PUBREL without id"));
+        }
         if first_byte >> 4 != 3 {
             return Ok(Some(Received::Packet(Box::new(self.decode_front(len)?))));
         }
@@ -268,6 +281,7 @@ impl ReadBuf {
 /// What a subscriber receives: a PUBLISH borrowed from the read buffer, or any other packet.
 enum Received<'a> {
     Publish(wire::PublishView<'a>),
+    PubRel(PacketId),
     /// Boxed: a `Packet` is large and these (PUBREL, SUBACK) are rare.
     Packet(Box<Packet>),
 }
@@ -672,15 +686,24 @@ fn take_acks(
 ) -> io::Result<()> {
     let now = core.now_ns();
     let mut stats = core.stats.borrow_mut();
-    while let Some(packet) = rbuf.next_packet()? {
-        let (id, completes) = match packet {
-            Packet::PubAck(ack) => (ack.packet_id, qos == QoS::AtLeastOnce),
-            Packet::PubRec(rec) => {
-                acks.put(out, AckKind::PubRel, rec.packet_id);
-                (rec.packet_id, false)
+    while let Some((first_byte, header_len, len)) = rbuf.next_frame()? {
+        let kind = first_byte >> 4;
+        if !(4..=7).contains(&kind) {
+            // Not an ack (PINGRESP, say): the codec checks it; nothing here needs it.
+            rbuf.decode_front(len)?;
+            continue;
+        }
+        let id = wire::ack_packet_id(rbuf.front(len), header_len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "ack without packet id"))?;
+        rbuf.start += len;
+        let completes = match kind {
+            4 => qos == QoS::AtLeastOnce,
+            5 => {
+                acks.put(out, AckKind::PubRel, id);
+                false
             }
-            Packet::PubComp(comp) => (comp.packet_id, true),
-            _ => continue,
+            7 => true,
+            _ => false,
         };
         if completes {
             if let Some(sent) = inflight.remove(&id.get()) {
@@ -765,6 +788,9 @@ impl Receiver {
                             .saturating_record(now.saturating_sub(stamp.sent_ns));
                     }
                 }
+                Received::PubRel(id) => {
+                    self.ack_templates.put(&mut self.acks, AckKind::PubComp, id)
+                }
                 Received::Packet(packet) => self.on_packet(*packet, now, &mut stats, ready),
             }
         }
@@ -782,7 +808,7 @@ impl Receiver {
 }
 
 impl Receiver {
-    /// Anything but a PUBLISH: PUBREL owes a PUBCOMP, the first SUBACK says subscribed.
+    /// Anything but PUBLISH and PUBREL: the first SUBACK says subscribed.
     fn on_packet(
         &mut self,
         packet: Packet,
@@ -791,10 +817,6 @@ impl Receiver {
         ready: &mut ReadyGuard<'_>,
     ) {
         match packet {
-            Packet::PubRel(rel) => {
-                self.ack_templates
-                    .put(&mut self.acks, AckKind::PubComp, rel.packet_id);
-            }
             Packet::SubAck(suback) if !self.subscribed => {
                 self.subscribed = true;
                 match suback.reason_codes.first() {
@@ -935,7 +957,6 @@ async fn finish(stream: &mut TcpStream, version: ProtocolVersion) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use culex::protocol::PacketId;
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
@@ -1003,13 +1024,11 @@ mod tests {
                                 assert_eq!(p.packet_id.map(|id| id.get()), Some(publishes));
                                 assert_eq!(p.payload[..2], publishes.to_be_bytes());
                             }
-                            Received::Packet(p) => {
+                            Received::PubRel(id) => {
                                 rels += 1;
-                                let Packet::PubRel(rel) = *p else {
-                                    panic!("{p:?}")
-                                };
-                                assert_eq!(rel.packet_id.get(), rels);
+                                assert_eq!(id.get(), rels);
                             }
+                            Received::Packet(p) => panic!("{p:?}"),
                         }
                     }
                 }

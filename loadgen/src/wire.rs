@@ -343,6 +343,19 @@ impl<'a> PublishView<'a> {
     }
 }
 
+/// The packet id of a received PUBACK, PUBREC, PUBREL or PUBCOMP, read in place from the
+/// whole frame (`header_len` as `check_frame` found it); `None` when it has none.
+///
+/// Why not `culex::protocol::decode_frame`: it cost ~385 instructions per 4-byte ack in
+/// callgrind (copy, `Ack` with its properties, drop), against ~50 for all the rest a QoS 1/2
+/// publisher does with one; acks arrive once per message. The reason code that MQTT 5 may add
+/// is not needed: a refused message completes the flow all the same.
+/// `ack_id_agrees_with_the_codec` checks this against the codec.
+pub fn ack_packet_id(frame: &[u8], header_len: usize) -> Option<PacketId> {
+    let id = frame.get(header_len..header_len + 2)?;
+    PacketId::new(u16::from_be_bytes([id[0], id[1]]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,6 +477,43 @@ mod tests {
                         None,
                         "{version:?} {qos:?} cut at {cut}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ack_id_agrees_with_the_codec() {
+        for version in VERSIONS {
+            for with_reason in [false, true] {
+                let id = PacketId::new(if with_reason { 0x0203 } else { 0xFEDC }).unwrap();
+                // MQTT 5 adds the reason code (and a longer body) when it is not Success.
+                let ack = |reason| Ack {
+                    reason_code: if with_reason && version.is_v5() {
+                        reason
+                    } else {
+                        ReasonCode::Success
+                    },
+                    ..Ack::success(id)
+                };
+                for packet in [
+                    Packet::PubAck(ack(ReasonCode::PacketIdentifierInUse)),
+                    Packet::PubRec(ack(ReasonCode::PacketIdentifierInUse)),
+                    Packet::PubRel(ack(ReasonCode::PacketIdentifierNotFound)),
+                    Packet::PubComp(ack(ReasonCode::PacketIdentifierNotFound)),
+                ] {
+                    let mut buf = BytesMut::new();
+                    packet.encode(version, &mut buf).unwrap();
+                    let codec::FrameStatus::Complete {
+                        header_len_bytes, ..
+                    } = codec::check_frame(&buf, u32::MAX).unwrap()
+                    else {
+                        panic!("one whole frame")
+                    };
+                    assert_eq!(decode_all(&buf, Some(version)), vec![packet]);
+                    let ours = ack_packet_id(&buf, header_len_bytes);
+                    assert_eq!(ours, Some(id), "{version:?}");
+                    assert_eq!(ack_packet_id(&buf[..3], header_len_bytes), None);
                 }
             }
         }
