@@ -168,9 +168,10 @@ fn io_reason(stage: &str, e: &io::Error) -> String {
     }
 }
 
-/// Received bytes not yet decoded, in `buf[start..end]`. A PUBLISH is read in place
-/// ([`wire::PublishView`]); any other packet is copied out and decoded by
-/// `culex::protocol::decode_frame` (a few bytes, rare except a QoS 1/2 publisher's acks).
+/// Received bytes not yet decoded, in `buf[start..end]`, framed by the codec's `check_frame`.
+/// What comes once per message is read in place: a PUBLISH ([`wire::PublishView`]) and an
+/// ack's packet id ([`wire::ack_packet_id`]). Any other packet is copied out and decoded by
+/// `culex::protocol::decode_frame`.
 ///
 /// A plain `Vec`, zeroed once: a `BytesMut` that the codec splits packets off would have its
 /// room zeroed again before each read (`resize`), and a read needs initialised bytes.
@@ -278,11 +279,12 @@ impl ReadBuf {
     }
 }
 
-/// What a subscriber receives: a PUBLISH borrowed from the read buffer, or any other packet.
+/// What a subscriber receives: a PUBLISH borrowed from the read buffer, a PUBREL's packet id,
+/// or any other packet as the codec decodes it.
 enum Received<'a> {
     Publish(wire::PublishView<'a>),
     PubRel(PacketId),
-    /// Boxed: a `Packet` is large and these (PUBREL, SUBACK) are rare.
+    /// Boxed: a `Packet` is large and these (SUBACK, PINGRESP) are rare.
     Packet(Box<Packet>),
 }
 
