@@ -2,7 +2,8 @@
 //! role — publisher (open-loop schedule, batched writes, QoS 1/2 inflight window), subscriber
 //! (large reads, stamp checks, acks), or idle holder — until its core says stop.
 
-use culex::protocol::{ProtocolVersion, QoS};
+use bytes::{Bytes, BytesMut};
+use culex::protocol::{FrameStatus, Packet, PacketId, ProtocolVersion, QoS, ReasonCode};
 use futures_lite::future::or;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -20,7 +21,7 @@ use crate::schedule::Schedule;
 use crate::signal::{DROP, FLOW, PING, RUN, STOP};
 use crate::stamp::Stamp;
 use crate::track::SeqTracker;
-use crate::wire::{self, Frame};
+use crate::wire::{self, AckKind, Acks, PublishTemplate};
 use crate::worker::{subscribe_at_run, Core};
 
 /// How long a connect or CONNACK may take before the attempt counts as failed.
@@ -49,6 +50,24 @@ pub async fn run(core: Rc<Core>, plan: ClientPlan, slot: usize) {
             glommio::timer::sleep(Duration::from_nanos(at_ns - now)).await;
         }
     }
+    let sc = &core.scenario;
+    let qos = QoS::from_bits(sc.qos).unwrap_or(QoS::AtMostOnce);
+    // A publisher's PUBLISH is encoded once, before connecting: a topic the codec refuses
+    // fails the client with the reason instead of sending what a broker would reject.
+    let template = match plan.role {
+        Role::Publisher { ref topic, .. } => {
+            let fixed_len = sc.payload_min_bytes;
+            let (version, retain, max) = (sc.protocol_version(), sc.retain, sc.payload_max_bytes);
+            match PublishTemplate::new(version, topic, qos, retain, fixed_len, max) {
+                Ok(template) => Some(template),
+                Err(reason) => {
+                    core.stats.borrow_mut().fail_connect(reason);
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
     let start_ns = core.now_ns();
     let (stream, rbuf) = match connect(&core, &plan).await {
         Ok(ok) => ok,
@@ -65,25 +84,25 @@ pub async fn run(core: Rc<Core>, plan: ClientPlan, slot: usize) {
             .saturating_record(core.now_ns() - start_ns);
     }
     core.shared.open_count.fetch_add(1, Ordering::Relaxed);
-    let ended_early = match plan.role {
-        Role::Publisher {
-            publisher_id,
-            ref topic,
-        } => {
+    let ended_early = match (plan.role, template) {
+        (Role::Publisher { publisher_id, .. }, Some(tpl)) => {
             ready.mark();
-            let qos = QoS::from_bits(core.scenario.qos).unwrap_or(QoS::AtMostOnce);
             if qos == QoS::AtMostOnce {
-                publish_qos0(&core, stream, slot, publisher_id, topic, &mut pub_done).await
+                publish_qos0(&core, stream, slot, publisher_id, tpl, &mut pub_done).await
             } else {
                 let done = &mut pub_done;
-                publish_acked(&core, stream, rbuf, slot, publisher_id, topic, qos, done).await
+                publish_acked(&core, stream, rbuf, slot, publisher_id, tpl, qos, done).await
             }
         }
-        Role::Subscriber {
-            ref filter,
-            track_order,
-        } => subscribe(&core, stream, rbuf, slot, filter, track_order, &mut ready).await,
-        Role::Idle => {
+        (Role::Publisher { .. }, None) => unreachable!("every publisher has its template"),
+        (
+            Role::Subscriber {
+                ref filter,
+                track_order,
+            },
+            _,
+        ) => subscribe(&core, stream, rbuf, slot, filter, track_order, &mut ready).await,
+        (Role::Idle, _) => {
             ready.mark();
             idle(&core, stream, rbuf, slot).await
         }
@@ -149,19 +168,31 @@ fn io_reason(stage: &str, e: &io::Error) -> String {
     }
 }
 
-/// A read buffer holding a window `start..end` of received, not yet consumed bytes.
+/// Received bytes not yet decoded, in `buf[start..end]`, framed by the codec's `check_frame`.
+/// What comes once per message is read in place: a PUBLISH ([`wire::PublishView`]) and an
+/// ack's packet id ([`wire::ack_packet_id`]). Any other packet is copied out and decoded by
+/// `culex::protocol::decode_frame`.
+///
+/// A plain `Vec`, zeroed once: a `BytesMut` that the codec splits packets off would have its
+/// room zeroed again before each read (`resize`), and a read needs initialised bytes.
 pub struct ReadBuf {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    version: ProtocolVersion,
 }
 
+/// The codec's own limit (the spec's largest packet) bounds the buffer: a broker cannot make
+/// it grow without end.
+const MAX_PACKET_BYTES: u32 = culex::protocol::MAX_REMAINING_LENGTH as u32 + 5;
+
 impl ReadBuf {
-    fn new(capacity: usize) -> ReadBuf {
+    fn new(capacity: usize, version: ProtocolVersion) -> ReadBuf {
         ReadBuf {
             buf: vec![0; capacity],
             start: 0,
             end: 0,
+            version,
         }
     }
 
@@ -170,7 +201,8 @@ impl ReadBuf {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         } else if self.end == self.buf.len() {
-            // Move the partial packet to the front; grow only for a packet larger than the buffer.
+            // Move the partial packet to the front; grow only for a packet larger than the
+            // buffer (the codec's maximum packet size bounds that).
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -183,19 +215,77 @@ impl ReadBuf {
         Ok(n)
     }
 
-    /// The next whole packet, consumed from the buffer.
-    fn next_frame(&mut self) -> io::Result<Option<(Frame, &[u8])>> {
+    /// The whole packet at the front, if there is one: (first byte, header length, frame).
+    fn next_frame(&mut self) -> io::Result<Option<(u8, usize, usize)>> {
         let window = &self.buf[self.start..self.end];
-        match wire::scan(window) {
-            Ok(Some(frame)) => {
-                let packet = &self.buf[self.start..self.start + frame.total_len];
-                self.start += frame.total_len;
-                Ok(Some((frame, packet)))
-            }
-            Ok(None) => Ok(None),
+        match culex::protocol::check_frame(window, MAX_PACKET_BYTES) {
+            Ok(FrameStatus::NeedMore { .. }) => Ok(None),
+            Ok(FrameStatus::Complete {
+                first_byte,
+                header_len_bytes,
+                total_len_bytes,
+            }) => Ok(Some((first_byte, header_len_bytes, total_len_bytes))),
             Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))),
         }
     }
+
+    /// The whole `len`-byte packet at the front, not consumed.
+    fn front(&self, len: usize) -> &[u8] {
+        &self.buf[self.start..self.start + len]
+    }
+
+    /// Decodes the `len`-byte packet at the front with the codec, consuming it.
+    fn decode_front(&mut self, len: usize) -> io::Result<Packet> {
+        let frame = Bytes::copy_from_slice(&self.buf[self.start..self.start + len]);
+        self.start += len;
+        culex::protocol::decode_frame(frame, Some(self.version))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))
+    }
+
+    /// The next whole packet, decoded by the codec and consumed from the buffer.
+    fn next_packet(&mut self) -> io::Result<Option<Packet>> {
+        match self.next_frame()? {
+            Some((_, _, len)) => self.decode_front(len).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next whole packet: a PUBLISH read in place, anything else decoded by the codec.
+    fn next_received(&mut self) -> io::Result<Option<Received<'_>>> {
+        let Some((first_byte, header_len, len)) = self.next_frame()? else {
+            return Ok(None);
+        };
+        if first_byte >> 4 == 6 {
+            // PUBREL, once per QoS 2 message: its id read in place, like a PUBLISH.
+            let id = wire::ack_packet_id(self.front(len), header_len);
+            self.start += len;
+            return id
+                .map(|id| Some(Received::PubRel(id)))
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "PUBREL without id"));
+        }
+        if first_byte >> 4 != 3 {
+            return Ok(Some(Received::Packet(Box::new(self.decode_front(len)?))));
+        }
+        let frame = &self.buf[self.start..self.start + len];
+        self.start += len;
+        wire::PublishView::parse(frame, header_len, self.version)
+            .map(|view| Some(Received::Publish(view)))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed PUBLISH"))
+    }
+
+    /// Drops everything received so far.
+    fn discard(&mut self) {
+        self.start = self.end;
+    }
+}
+
+/// What a subscriber receives: a PUBLISH borrowed from the read buffer, a PUBREL's packet id,
+/// or any other packet as the codec decodes it.
+enum Received<'a> {
+    Publish(wire::PublishView<'a>),
+    PubRel(PacketId),
+    /// Boxed: a `Packet` is large and these (SUBACK, PINGRESP) are rare.
+    Packet(Box<Packet>),
 }
 
 async fn with_timeout<T>(
@@ -238,7 +328,7 @@ async fn connect(core: &Core, plan: &ClientPlan) -> Result<(TcpStream, ReadBuf),
     // SAFETY: `into_raw_fd` hands over the only owner of a connected TCP socket's descriptor;
     // the glommio stream becomes its sole owner and closes it.
     let mut stream = unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) };
-    let mut out = Vec::with_capacity(64);
+    let mut out = BytesMut::with_capacity(64);
     wire::put_connect(
         &mut out,
         &wire::ConnectOptions {
@@ -249,32 +339,26 @@ async fn connect(core: &Core, plan: &ClientPlan) -> Result<(TcpStream, ReadBuf),
             session_expiry_s: sc.session_expiry_s,
             receive_maximum: sc.max_inflight,
         },
-    );
+    )?;
     let capacity = match plan.role {
         Role::Subscriber { .. } => SUBSCRIBER_READ_BYTES,
         Role::Publisher { .. } if sc.qos > 0 => 16 * 1024,
         _ => 256,
     };
-    let mut rbuf = ReadBuf::new(capacity);
+    let mut rbuf = ReadBuf::new(capacity, sc.protocol_version());
     with_timeout(CONNECT_TIMEOUT, async {
         stream
             .write_all(&out)
             .await
             .map_err(|e| io_reason("connect", &e))?;
         loop {
-            if let Some((frame, packet)) =
-                rbuf.next_frame().map_err(|e| io_reason("CONNACK", &e))?
-            {
-                if frame.kind() != wire::CONNACK {
-                    return Err(format!(
-                        "expected CONNACK, got packet type {}",
-                        frame.kind()
-                    ));
-                }
-                return match wire::connack_code(packet, &frame) {
-                    Some(0) => Ok(()),
-                    Some(code) => Err(format!("refused: CONNACK code {code:#04x}")),
-                    None => Err("malformed CONNACK".into()),
+            if let Some(packet) = rbuf.next_packet().map_err(|e| io_reason("CONNACK", &e))? {
+                return match packet {
+                    Packet::ConnAck(ack) if ack.reason_code == ReasonCode::Success => Ok(()),
+                    Packet::ConnAck(ack) => {
+                        Err(format!("refused: CONNACK code {}", ack.reason_code))
+                    }
+                    other => Err(format!("expected CONNACK, got {:?}", other.packet_type())),
                 };
             }
             if rbuf
@@ -362,13 +446,12 @@ impl Pacer {
         }
     }
 
-    /// Encodes the next message; returns its send time.
+    /// Encodes the next message from the publisher's template.
     fn encode(
         &mut self,
         core: &Core,
-        out: &mut Vec<u8>,
-        topic: &[u8],
-        qos: QoS,
+        out: &mut BytesMut,
+        template: &mut PublishTemplate,
         packet_id: u16,
         now_ns: u64,
     ) {
@@ -380,16 +463,7 @@ impl Pacer {
             sent_ns: now_ns,
         };
         let len = self.payload_len(sc);
-        wire::put_publish(
-            out,
-            sc.protocol_version(),
-            topic,
-            qos,
-            sc.retain,
-            packet_id,
-            len,
-            |p| stamp.write(p),
-        );
+        template.put(out, packet_id, len, |p| stamp.write(p));
         self.seq += 1;
     }
 }
@@ -400,7 +474,7 @@ async fn publish_qos0(
     mut stream: TcpStream,
     slot: usize,
     publisher_id: u32,
-    topic: &str,
+    mut template: PublishTemplate,
     done: &mut PublisherGuard<'_>,
 ) -> Result<(), ()> {
     if !wait_for_run(core, slot).await {
@@ -408,8 +482,8 @@ async fn publish_qos0(
     }
     let sc = &core.scenario;
     let mut pacer = Pacer::new(core, publisher_id, core.rate_per_publisher);
-    let batch_max = (WRITE_BATCH_BYTES / (sc.payload_max_bytes + topic.len() + 8)).max(1) as u64;
-    let mut out = Vec::with_capacity(WRITE_BATCH_BYTES + 1024);
+    let batch_max = (WRITE_BATCH_BYTES / template.max_len()).max(1) as u64;
+    let mut out = BytesMut::with_capacity(WRITE_BATCH_BYTES + 1024);
     let keepalive_ns = u64::from(sc.keepalive_s) * 500_000_000;
     let mut last_write_ns = core.now_ns();
     let mut stopped = false;
@@ -453,7 +527,7 @@ async fn publish_qos0(
         }
         if n == 0 {
             if keepalive_ns > 0 && now - last_write_ns > keepalive_ns {
-                wire::put_pingreq(&mut out);
+                wire::put_pingreq(&mut out, sc.protocol_version());
             } else {
                 let mut idle = pacer.idle_for(now);
                 if keepalive_ns > 0 {
@@ -464,7 +538,7 @@ async fn publish_qos0(
             }
         }
         for _ in 0..n {
-            pacer.encode(core, &mut out, topic.as_bytes(), QoS::AtMostOnce, 0, now);
+            pacer.encode(core, &mut out, &mut template, 0, now);
         }
         if stream.write_all(&out).await.is_err() {
             break Err(());
@@ -480,7 +554,7 @@ async fn publish_qos0(
     if result.is_ok() && !stopped {
         hold_until_stop(core, slot).await;
     }
-    finish(&mut stream).await;
+    finish(&mut stream, sc.protocol_version()).await;
     result
 }
 
@@ -502,7 +576,7 @@ async fn publish_acked(
     mut rbuf: ReadBuf,
     slot: usize,
     publisher_id: u32,
-    topic: &str,
+    mut template: PublishTemplate,
     qos: QoS,
     done: &mut PublisherGuard<'_>,
 ) -> Result<(), ()> {
@@ -512,7 +586,8 @@ async fn publish_acked(
     let sc = &core.scenario;
     let window = usize::from(sc.max_inflight);
     let mut pacer = Pacer::new(core, publisher_id, core.rate_per_publisher);
-    let mut out = Vec::with_capacity(WRITE_BATCH_BYTES + 1024);
+    let mut out = BytesMut::with_capacity(WRITE_BATCH_BYTES + 1024);
+    let acks = Acks::new(sc.protocol_version());
     let mut inflight: FxHashMap<u16, u64> = FxHashMap::default();
     let mut packet_id: u16 = 0;
     let mut publishing = true;
@@ -527,7 +602,7 @@ async fn publish_acked(
         let now = core.now_ns();
         if keepalive_ns > 0 && now - last_write_ns > keepalive_ns {
             // A rare publisher must still show the broker it is alive.
-            wire::put_pingreq(&mut out);
+            wire::put_pingreq(&mut out, sc.protocol_version());
         }
         let room = window.saturating_sub(inflight.len()) as u64;
         let n = if publishing {
@@ -541,7 +616,7 @@ async fn publish_acked(
         for _ in 0..n {
             packet_id = next_free_id(packet_id, &inflight);
             inflight.insert(packet_id, now);
-            pacer.encode(core, &mut out, topic.as_bytes(), qos, packet_id, now);
+            pacer.encode(core, &mut out, &mut template, packet_id, now);
         }
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
@@ -576,14 +651,18 @@ async fn publish_acked(
         .await;
         match event {
             Event::Read(Ok(0)) | Event::Read(Err(_)) => break Err(()),
-            Event::Read(Ok(_)) => take_acks(core, &mut rbuf, &mut inflight, &mut out, qos),
+            Event::Read(Ok(_)) => {
+                if take_acks(core, &mut rbuf, &mut inflight, &acks, &mut out, qos).is_err() {
+                    break Err(());
+                }
+            }
             Event::Timer => {}
         }
     };
     done.mark();
     if result.is_ok() {
         hold_until_stop(core, slot).await;
-        finish(&mut stream).await;
+        finish(&mut stream, sc.protocol_version()).await;
     }
     result
 }
@@ -598,30 +677,38 @@ fn next_free_id(mut id: u16, used: &FxHashMap<u16, u64>) -> u16 {
 }
 
 /// Completes what the acknowledgements in `rbuf` complete; PUBRELs owed go into `out`.
+/// `Err` when the broker sent something the codec refuses: the connection ends.
 fn take_acks(
     core: &Core,
     rbuf: &mut ReadBuf,
     inflight: &mut FxHashMap<u16, u64>,
-    out: &mut Vec<u8>,
+    acks: &Acks,
+    out: &mut BytesMut,
     qos: QoS,
-) {
+) -> io::Result<()> {
     let now = core.now_ns();
     let mut stats = core.stats.borrow_mut();
-    while let Ok(Some((frame, packet))) = rbuf.next_frame() {
-        let Ok(id) = wire::ack_packet_id(packet, &frame) else {
+    while let Some((first_byte, header_len, len)) = rbuf.next_frame()? {
+        let kind = first_byte >> 4;
+        if !(4..=7).contains(&kind) {
+            // Not an ack (PINGRESP, say): the codec checks it; nothing here needs it.
+            rbuf.decode_front(len)?;
             continue;
-        };
-        let completes = match frame.kind() {
-            wire::PUBACK => qos == QoS::AtLeastOnce,
-            wire::PUBREC => {
-                wire::put_ack(out, wire::PUBREL, id);
+        }
+        let id = wire::ack_packet_id(rbuf.front(len), header_len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "ack without packet id"))?;
+        rbuf.start += len;
+        let completes = match kind {
+            4 => qos == QoS::AtLeastOnce,
+            5 => {
+                acks.put(out, AckKind::PubRel, id);
                 false
             }
-            wire::PUBCOMP => true,
+            7 => true,
             _ => false,
         };
         if completes {
-            if let Some(sent) = inflight.remove(&id) {
+            if let Some(sent) = inflight.remove(&id.get()) {
                 stats
                     .ack_latency
                     .saturating_record(now.saturating_sub(sent));
@@ -629,6 +716,7 @@ fn take_acks(
             }
         }
     }
+    Ok(())
 }
 
 /// What a subscriber has learned, kept apart from the socket so the read loop stays short.
@@ -639,7 +727,9 @@ struct Receiver {
     subscribe_sent_ns: u64,
     subscribed: bool,
     retained_storm: bool,
-    acks: Vec<u8>,
+    /// PUBACK/PUBREC/PUBCOMP as the codec writes them, copied per acknowledgement.
+    ack_templates: Acks,
+    acks: BytesMut,
 }
 
 impl Receiver {
@@ -655,22 +745,21 @@ impl Receiver {
         let (mut received, mut unique) = (0u64, 0u64);
         let mut stats = core.stats.borrow_mut();
         let mut interval = core.interval.borrow_mut();
-        while let Some((frame, packet)) = rbuf.next_frame()? {
-            match frame.kind() {
-                wire::PUBLISH => {
-                    let view = wire::parse_publish(packet, &frame, self.version).map_err(|e| {
-                        io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))
-                    })?;
-                    match view.qos {
-                        1 => wire::put_ack(&mut self.acks, wire::PUBACK, view.packet_id),
-                        2 => wire::put_ack(&mut self.acks, wire::PUBREC, view.packet_id),
-                        _ => {}
+        while let Some(packet) = rbuf.next_received()? {
+            match packet {
+                Received::Publish(publish) => {
+                    if let Some(id) = publish.packet_id {
+                        let kind = match publish.qos {
+                            QoS::ExactlyOnce => AckKind::PubRec,
+                            _ => AckKind::PubAck,
+                        };
+                        self.ack_templates.put(&mut self.acks, kind, id);
                     }
                     received += 1;
-                    if view.retain {
+                    if publish.retain {
                         stats.retained_received_count += 1;
                     }
-                    let Some(stamp) = Stamp::read(view.payload) else {
+                    let Some(stamp) = Stamp::read(publish.payload) else {
                         stats.foreign_count += 1;
                         continue;
                     };
@@ -701,26 +790,10 @@ impl Receiver {
                             .saturating_record(now.saturating_sub(stamp.sent_ns));
                     }
                 }
-                wire::PUBREL => {
-                    let id = wire::ack_packet_id(packet, &frame).map_err(|e| {
-                        io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))
-                    })?;
-                    wire::put_ack(&mut self.acks, wire::PUBCOMP, id);
+                Received::PubRel(id) => {
+                    self.ack_templates.put(&mut self.acks, AckKind::PubComp, id)
                 }
-                wire::SUBACK if !self.subscribed => {
-                    self.subscribed = true;
-                    match wire::suback_code(packet, &frame, self.version) {
-                        Some(code) if code < 0x80 => {
-                            stats.subscribed_count += 1;
-                            stats
-                                .subscribe_latency
-                                .saturating_record(now.saturating_sub(self.subscribe_sent_ns));
-                        }
-                        _ => stats.subscribe_failed_count += 1,
-                    }
-                    ready.mark();
-                }
-                _ => {}
+                Received::Packet(packet) => self.on_packet(*packet, now, &mut stats, ready),
             }
         }
         stats.received_count += received;
@@ -733,6 +806,34 @@ impl Receiver {
             .unique_count
             .fetch_add(unique, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl Receiver {
+    /// Anything but PUBLISH and PUBREL: the first SUBACK says subscribed.
+    fn on_packet(
+        &mut self,
+        packet: Packet,
+        now: u64,
+        stats: &mut crate::report::CoreStats,
+        ready: &mut ReadyGuard<'_>,
+    ) {
+        match packet {
+            Packet::SubAck(suback) if !self.subscribed => {
+                self.subscribed = true;
+                match suback.reason_codes.first() {
+                    Some(code) if !code.is_error() => {
+                        stats.subscribed_count += 1;
+                        stats
+                            .subscribe_latency
+                            .saturating_record(now.saturating_sub(self.subscribe_sent_ns));
+                    }
+                    _ => stats.subscribe_failed_count += 1,
+                }
+                ready.mark();
+            }
+            _ => {}
+        }
     }
 }
 
@@ -754,19 +855,20 @@ async fn subscribe(
         subscribe_sent_ns: 0,
         subscribed: false,
         retained_storm: subscribe_at_run(sc),
-        acks: Vec::with_capacity(4096),
+        ack_templates: Acks::new(sc.protocol_version()),
+        acks: BytesMut::with_capacity(4096),
     };
-    let mut out = Vec::with_capacity(256);
+    let mut out = BytesMut::with_capacity(256);
     if rx.retained_storm {
         ready.mark();
         if !wait_for_run(core, slot).await {
-            finish(&mut stream).await;
+            finish(&mut stream, rx.version).await;
             return Ok(());
         }
     }
     rx.subscribe_sent_ns = core.now_ns();
-    wire::put_subscribe(&mut out, rx.version, 1, filter, qos);
-    if stream.write_all(&out).await.is_err() {
+    let encoded = wire::put_subscribe(&mut out, rx.version, 1, filter, qos);
+    if encoded.is_err() || stream.write_all(&out).await.is_err() {
         core.stats.borrow_mut().subscribe_failed_count += 1;
         return Err(());
     }
@@ -795,7 +897,7 @@ async fn subscribe(
             }
             Event::Flags(flags) => {
                 if flags & PING != 0 {
-                    wire::put_pingreq(&mut rx.acks);
+                    wire::put_pingreq(&mut rx.acks, rx.version);
                 }
             }
         }
@@ -806,7 +908,7 @@ async fn subscribe(
             rx.acks.clear();
         }
     }
-    finish(&mut stream).await;
+    finish(&mut stream, rx.version).await;
     Ok(())
 }
 
@@ -817,8 +919,9 @@ async fn idle(
     mut rbuf: ReadBuf,
     slot: usize,
 ) -> Result<(), ()> {
-    let mut ping = Vec::with_capacity(2);
-    wire::put_pingreq(&mut ping);
+    let version = core.scenario.protocol_version();
+    let mut ping = BytesMut::with_capacity(2);
+    wire::put_pingreq(&mut ping, version);
     loop {
         let flags = core.slots.wait(slot).await;
         if flags & STOP != 0 {
@@ -838,17 +941,101 @@ async fn idle(
             if matches!(pong, None | Some(0)) {
                 return Err(());
             }
-            rbuf.start = rbuf.end;
+            rbuf.discard();
         }
     }
-    finish(&mut stream).await;
+    finish(&mut stream, version).await;
     Ok(())
 }
 
 /// Says goodbye properly so the broker does not publish a will or count an error.
-async fn finish(stream: &mut TcpStream) {
-    let mut bye = Vec::with_capacity(2);
-    wire::put_disconnect(&mut bye);
+async fn finish(stream: &mut TcpStream, version: ProtocolVersion) {
+    let mut bye = BytesMut::with_capacity(2);
+    wire::put_disconnect(&mut bye, version);
     let _ = stream.write_all(&bye).await;
     let _ = stream.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Hands out a byte stream in chunks of the given sizes, as a socket might.
+    struct Chunked {
+        data: Vec<u8>,
+        at: usize,
+        sizes: Vec<usize>,
+        turn: usize,
+    }
+
+    impl futures_lite::AsyncRead for Chunked {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let size = self.sizes[self.turn % self.sizes.len()];
+            self.turn += 1;
+            let n = size.min(buf.len()).min(self.data.len() - self.at);
+            let at = self.at;
+            buf[..n].copy_from_slice(&self.data[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    /// Every packet of a long stream comes out whole and in order, whatever the read sizes,
+    /// through both the in-place PUBLISH path and the codec path, across buffer wraps.
+    #[test]
+    fn read_buffer_loses_nothing_across_wraps() {
+        let version = ProtocolVersion::V5;
+        let mut tpl =
+            PublishTemplate::new(version, "t/1", QoS::ExactlyOnce, false, 64, 300).unwrap();
+        let acks = Acks::new(version);
+        let mut data = BytesMut::new();
+        let count = 5000u16;
+        for i in 1..=count {
+            let len = 64 + usize::from(i % 7) * 30;
+            tpl.put(&mut data, i, len, |p| {
+                p[..2].copy_from_slice(&i.to_be_bytes())
+            });
+            acks.put(&mut data, AckKind::PubRel, PacketId::new(i).unwrap());
+        }
+        for sizes in [
+            vec![1],
+            vec![7, 300, 4096],
+            vec![100_000],
+            vec![333, 1, 65_536],
+        ] {
+            let mut stream = Chunked {
+                data: data.to_vec(),
+                at: 0,
+                sizes,
+                turn: 0,
+            };
+            let mut rbuf = ReadBuf::new(1024, version);
+            let (mut publishes, mut rels) = (0u16, 0u16);
+            futures_lite::future::block_on(async {
+                while rbuf.fill(&mut stream).await.unwrap() > 0 {
+                    while let Some(packet) = rbuf.next_received().unwrap() {
+                        match packet {
+                            Received::Publish(p) => {
+                                publishes += 1;
+                                assert_eq!(p.packet_id.map(|id| id.get()), Some(publishes));
+                                assert_eq!(p.payload[..2], publishes.to_be_bytes());
+                            }
+                            Received::PubRel(id) => {
+                                rels += 1;
+                                assert_eq!(id.get(), rels);
+                            }
+                            Received::Packet(p) => panic!("{p:?}"),
+                        }
+                    }
+                }
+            });
+            assert_eq!((publishes, rels), (count, count));
+        }
+    }
 }

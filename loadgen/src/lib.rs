@@ -7,7 +7,7 @@
 //! worker.rs    one pinned glommio executor per core + its control task
 //! client.rs    one connection: connect, publish (open loop), subscribe, hold
 //! schedule.rs  open-loop pacing        stamp.rs  what rides in each payload
-//! track.rs     loss/dup/reorder         wire.rs   client-side MQTT encode/scan
+//! track.rs     loss/dup/reorder         wire.rs   packets via culex::protocol, templates
 //! report.rs    stats, merge, output     machine.rs /proc, rusage, system limits
 //! template.rs  %i %c %r                 signal.rs executor-local wake-ups
 //! ```

@@ -354,7 +354,7 @@ fn set_retained(
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(err)?;
     let version = sc.protocol_version();
-    let mut out = Vec::new();
+    let mut out = bytes::BytesMut::new();
     wire::put_connect(
         &mut out,
         &wire::ConnectOptions {
@@ -366,35 +366,29 @@ fn set_retained(
             session_expiry_s: 0,
             receive_maximum: 65535,
         },
-    );
+    )?;
+    let len = if set { sc.payload_min_bytes } else { 0 };
     for (i, topic) in topics.iter().enumerate() {
         let id = (i % 65535 + 1) as u16;
-        let len = if set { sc.payload_min_bytes } else { 0 };
         let stamp = Stamp {
             publisher_id: u32::MAX,
             seq: i as u64,
             intended_ns: 0,
             sent_ns: 0,
         };
-        wire::put_publish(
-            &mut out,
-            version,
-            topic.as_bytes(),
-            culex::protocol::QoS::AtLeastOnce,
-            true,
-            id,
-            len,
-            |p| {
-                if set {
-                    stamp.write(p)
-                }
-            },
-        );
+        let qos = culex::protocol::QoS::AtLeastOnce;
+        let mut template = wire::PublishTemplate::new(version, topic, qos, true, len, len)
+            .map_err(|e| format!("retained setup: {e}"))?;
+        template.put(&mut out, id, len, |p| {
+            if set {
+                stamp.write(p)
+            }
+        });
     }
     s.write_all(&out).map_err(err)?;
     // Wait for CONNACK and every PUBACK, then the broker closes after DISCONNECT.
     let mut acks = 0usize;
-    let mut buf = Vec::new();
+    let mut buf = bytes::BytesMut::new();
     let mut chunk = vec![0u8; 64 * 1024];
     while acks < topics.len() {
         let n = s.read(&mut chunk).map_err(err)?;
@@ -402,12 +396,11 @@ fn set_retained(
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
-        let mut at = 0;
-        while let Ok(Some(frame)) = wire::scan(&buf[at..]) {
-            acks += usize::from(frame.kind() == wire::PUBACK);
-            at += frame.total_len;
+        while let Some(packet) = culex::protocol::decode(&mut buf, Some(version), u32::MAX)
+            .map_err(|e| format!("retained setup: {e:?}"))?
+        {
+            acks += usize::from(matches!(packet, culex::protocol::Packet::PubAck(_)));
         }
-        buf.drain(..at);
     }
     if acks < topics.len() {
         return Err(format!(
@@ -415,8 +408,8 @@ fn set_retained(
             topics.len()
         ));
     }
-    let mut bye = Vec::new();
-    wire::put_disconnect(&mut bye);
+    let mut bye = bytes::BytesMut::new();
+    wire::put_disconnect(&mut bye, version);
     let _ = s.write_all(&bye);
     Ok(())
 }
