@@ -15,6 +15,10 @@ use super::ConnId;
 
 /// An idle connection keeps no read buffer above this: allocate on data, shrink when idle.
 const IDLE_READ_BUFFER_BYTES: usize = 4096;
+/// What the first write into an empty outgoing buffer reserves: one allocation holds a
+/// batch of small packets, where growing from the first packet's size reallocates
+/// several times per batch. The buffer leaves whole with `take_sendable`.
+const OUT_FIRST_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -68,8 +72,9 @@ impl Conn {
         self.version.is_some_and(ProtocolVersion::is_v5)
     }
 
-    /// Appends `packet`; true if the buffer went from empty to non-empty.
+    /// Appends `packet`.
     pub fn write(&mut self, packet: &Packet) {
+        self.prepare_out();
         let version = self.version.unwrap_or(ProtocolVersion::V3_1_1);
         if let Err(error) = packet.encode(version, &mut self.out) {
             // Only our own packets are encoded here; a failure is our bug, not the peer's.
@@ -92,6 +97,13 @@ impl Conn {
         }
     }
 
+    /// Called before appending: an empty buffer gets its first allocation sized for a batch.
+    pub fn prepare_out(&mut self) {
+        if self.out.is_empty() && self.out.capacity() < OUT_FIRST_BYTES {
+            self.out.reserve(OUT_FIRST_BYTES);
+        }
+    }
+
     /// The bytes that may leave now: those before the first held reply's place.
     pub fn sendable_bytes(&self) -> usize {
         self.held.front().map_or(self.out.len(), |reply| reply.at)
@@ -102,6 +114,11 @@ impl Conn {
         let n = self.sendable_bytes();
         for reply in &mut self.held {
             reply.at -= n;
+        }
+        if n == self.out.len() {
+            // Everything leaves: hand over the whole buffer, so what stays behind does not
+            // share (and keep alive) its allocation while the connection idles.
+            return std::mem::take(&mut self.out);
         }
         self.out.split_to(n)
     }
