@@ -17,7 +17,8 @@ use super::ConnId;
 const IDLE_READ_BUFFER_BYTES: usize = 4096;
 /// What the first write into an empty outgoing buffer reserves: one allocation holds a
 /// batch of small packets, where growing from the first packet's size reallocates
-/// several times per batch. The buffer leaves whole with `take_sendable`.
+/// several times per batch. (Once the taken bytes are written and dropped, `reserve`
+/// reclaims the same allocation in place.)
 const OUT_FIRST_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,11 +115,6 @@ impl Conn {
         let n = self.sendable_bytes();
         for reply in &mut self.held {
             reply.at -= n;
-        }
-        if n == self.out.len() {
-            // Everything leaves: hand over the whole buffer, so what stays behind does not
-            // share (and keep alive) its allocation while the connection idles.
-            return std::mem::take(&mut self.out);
         }
         self.out.split_to(n)
     }
