@@ -215,15 +215,20 @@ impl ShardCore {
         apply_no_local: bool,
         now: Instant,
     ) {
-        // Overlapping filters list a session once per filter: sort to group them.
-        if entries.len() > 1 {
-            entries.sort_unstable_by_key(|(key, _)| *key);
+        if entries.is_empty() {
+            return;
         }
+        if let [(key, entry)] = entries[..] {
+            // The common case of a topic with one subscriber: nothing to group, and a
+            // template would only add a copy.
+            entries.clear();
+            return self.deliver_to(key, message, [entry].iter(), apply_no_local, None, now);
+        }
+        // Overlapping filters list a session once per filter: sort to group them.
+        entries.sort_unstable_by_key(|(key, _)| *key);
         // Fan-out: encode each PUBLISH form once for this call and copy it per subscriber.
-        // For one subscriber a template would only add a copy.
         let mut templates = std::mem::take(&mut self.templates);
         templates.reset();
-        let use_templates = entries.len() > 1;
         let mut start = 0;
         while start < entries.len() {
             let key = entries[start].0;
@@ -235,8 +240,14 @@ impl ShardCore {
                     .take_while(|(k, _)| *k == key)
                     .count();
             let group = entries[start..end].iter().map(|(_, e)| e);
-            let templates = use_templates.then_some(&mut templates);
-            self.deliver_to(key, message, group, apply_no_local, templates, now);
+            self.deliver_to(
+                key,
+                message,
+                group,
+                apply_no_local,
+                Some(&mut templates),
+                now,
+            );
             start = end;
         }
         entries.clear();
