@@ -821,8 +821,17 @@ fn write_delivery(
         }
         return;
     }
-    let Ok(publish) = publish_at(delivery, now) else {
-        return;
+    // Most messages never expire: encode the shared PUBLISH without building (and
+    // copying, it is large) the `Cow` that an expiring one needs.
+    let expiring;
+    let publish = if delivery.message.expires_at.is_none() {
+        &delivery.message.publish
+    } else {
+        let Ok(publish) = publish_at(delivery, now) else {
+            return;
+        };
+        expiring = publish;
+        &*expiring
     };
     let version = conn.version.unwrap_or(ProtocolVersion::V3_1_1);
     conn.prepare_out();
