@@ -414,6 +414,11 @@ impl ShardCore {
         let Some(client) = self.clients.get_mut(&key) else {
             return;
         };
+        // Nothing queued, nothing to write (every other write signals for itself): the
+        // common case after each flush of a QoS 0 subscriber.
+        if client.session.queue.is_empty() {
+            return;
+        }
         let Some(conn) = client
             .conn
             .and_then(|id| self.conns.get_mut(&id))
