@@ -15,11 +15,6 @@ use super::ConnId;
 
 /// An idle connection keeps no read buffer above this: allocate on data, shrink when idle.
 const IDLE_READ_BUFFER_BYTES: usize = 4096;
-/// What the first write into an empty outgoing buffer reserves: one allocation holds a
-/// batch of small packets, where growing from the first packet's size reallocates
-/// several times per batch. (Once the taken bytes are written and dropped, `reserve`
-/// reclaims the same allocation in place.)
-const OUT_FIRST_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -73,9 +68,8 @@ impl Conn {
         self.version.is_some_and(ProtocolVersion::is_v5)
     }
 
-    /// Appends `packet`.
+    /// Appends `packet`; true if the buffer went from empty to non-empty.
     pub fn write(&mut self, packet: &Packet) {
-        self.prepare_out();
         let version = self.version.unwrap_or(ProtocolVersion::V3_1_1);
         if let Err(error) = packet.encode(version, &mut self.out) {
             // Only our own packets are encoded here; a failure is our bug, not the peer's.
@@ -95,13 +89,6 @@ impl Conn {
         self.out.unsplit(tail);
         for reply in &mut self.held {
             reply.at += written;
-        }
-    }
-
-    /// Called before appending: an empty buffer gets its first allocation sized for a batch.
-    pub fn prepare_out(&mut self) {
-        if self.out.is_empty() && self.out.capacity() < OUT_FIRST_BYTES {
-            self.out.reserve(OUT_FIRST_BYTES);
         }
     }
 

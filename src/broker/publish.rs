@@ -741,7 +741,6 @@ impl Templates {
                 stats.packet_too_large_dropped_count += 1
             }
             Form::Made => {
-                conn.prepare_out();
                 conn.out.extend_from_slice(&self.bytes[slot]);
                 stats.messages_sent_count += 1;
             }
@@ -839,7 +838,6 @@ fn write_delivery(
         &*expiring
     };
     let version = conn.version.unwrap_or(ProtocolVersion::V3_1_1);
-    conn.prepare_out();
     match publish.encode_with(version, &overrides(delivery, packet_id, dup), &mut conn.out) {
         Ok(()) => stats.messages_sent_count += 1,
         Err(error) => tracing::warn!(conn = ?conn.id, %error, "delivery not encodable"),
