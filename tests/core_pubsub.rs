@@ -777,6 +777,82 @@ fn deliveries_above_the_clients_maximum_packet_size_are_dropped_and_counted() {
     assert_eq!(net.cores[0].stats().packet_too_large_dropped_count, 1);
 }
 
+#[test]
+fn fan_out_gives_each_subscriber_the_publish_of_its_own_version_and_options() {
+    // The fan-out path encodes each form of a message once and copies it per subscriber:
+    // every subscriber must still see its own version's bytes, its RETAIN flag, its
+    // subscription identifier, the message's properties, and its own Maximum Packet Size.
+    let mut net = Net::new(1);
+    let v3 = net.client(V3, "v3");
+    let v4 = net.client(V4, "v4");
+    let v5 = net.client(V5, "v5");
+    let rap = net.client(V5, "rap");
+    let with_id = net.client(V5, "with-id");
+    let mut c = connect(V5, "small", true);
+    c.properties.maximum_packet_size_bytes = std::num::NonZeroU32::new(32);
+    let (small, _) = net.connect_on(0, c);
+    for sub in [v3, v4, v5, small] {
+        net.subscribe(sub, "f/t", QoS::AtMostOnce);
+    }
+    let keep = SubscriptionOptions {
+        retain_as_published: true,
+        ..options(QoS::AtMostOnce)
+    };
+    net.send(rap, &subscribe(1, &[("f/+", keep)], None));
+    net.send(
+        with_id,
+        &subscribe(1, &[("f/#", options(QoS::AtMostOnce))], Some(7)),
+    );
+    net.recv(rap);
+    net.recv(with_id);
+    let p = net.client(V5, "p");
+    let mut msg = publish("f/t", QoS::AtMostOnce, None, &[b'x'; 40]);
+    msg.retain = true;
+    msg.properties.message_expiry_interval_s = Some(60);
+    msg.properties.content_type = Some("text/plain".into());
+    net.send(p, &Packet::Publish(msg.clone()));
+    net.send(p, &Packet::Publish(msg));
+
+    for (sub, v5_sub) in [
+        (v3, false),
+        (v4, false),
+        (v5, true),
+        (rap, true),
+        (with_id, true),
+    ] {
+        let got = net.recv(sub);
+        let got = publishes(&got);
+        assert_eq!(got.len(), 2, "{sub:?}");
+        for publish in got {
+            assert_eq!(publish.topic.as_str(), "f/t");
+            assert_eq!(&publish.payload[..], &[b'x'; 40][..]);
+            assert_eq!(publish.qos, QoS::AtMostOnce);
+            assert_eq!(
+                publish.retain,
+                sub == rap,
+                "RETAIN as this subscriber sees it"
+            );
+            let props = &publish.properties;
+            if v5_sub {
+                // Delivered at once: the whole interval is left.
+                assert_eq!(props.message_expiry_interval_s, Some(60));
+                assert_eq!(props.content_type.as_deref(), Some("text/plain"));
+            } else {
+                assert_eq!(*props, PublishProperties::default());
+            }
+            let ids: Vec<u32> = props
+                .subscription_identifiers
+                .iter()
+                .map(|i| i.get())
+                .collect();
+            let want: &[u32] = if sub == with_id { &[7] } else { &[] };
+            assert_eq!(ids, want);
+        }
+    }
+    assert!(publishes(&net.recv(small)).is_empty());
+    assert_eq!(net.cores[0].stats().packet_too_large_dropped_count, 2);
+}
+
 /// Plays one random sequence of subscribes, unsubscribes, publishes, disconnections and
 /// reconnections (persistent sessions, accepted on a random shard) on a broker of
 /// `shards` shards; returns what each client received, in order, as (topic, payload, qos).

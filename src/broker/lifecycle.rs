@@ -312,7 +312,7 @@ impl ShardCore {
             MeshMessage::SharedPublish { filter, message } => {
                 match self.trie.pick_shared_member(&filter) {
                     Some((key, entry)) => {
-                        self.deliver_to(key, &message, [entry].iter(), false, now)
+                        self.deliver_to(key, &message, [entry].iter(), false, None, now)
                     }
                     None => self.stats.shared_undeliverable_count += 1,
                 }

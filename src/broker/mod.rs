@@ -174,6 +174,8 @@ pub struct ShardCore {
     trie: SubscriptionTrie<SessionKey>,
     /// Scratch for one routing walk, reused.
     matches: Matches<SessionKey>,
+    /// Scratch for one fan-out's encoded PUBLISH forms, reused.
+    templates: publish::Templates,
     retained: RetainedStore,
     pending_retained: FxHashMap<u64, PendingRetained>,
     next_query: u64,
@@ -214,6 +216,7 @@ impl ShardCore {
             next_assigned_id: 0,
             trie: SubscriptionTrie::new(),
             matches: Matches::new(),
+            templates: publish::Templates::default(),
             retained: RetainedStore::new(per_shard),
             pending_retained: FxHashMap::default(),
             next_query: 0,

@@ -4,18 +4,24 @@
 //! outbound delivery goes through the session's inflight window and queue into the
 //! connection's buffer, bounded by `max_outgoing_bytes` and the client's Maximum Packet Size.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::protocol::{Ack, Packet, PacketId, Publish, PublishOverrides, QoS, ReasonCode};
+use bytes::BytesMut;
+
+use crate::protocol::{
+    Ack, Packet, PacketId, ProtocolVersion, Publish, PublishOverrides, QoS, ReasonCode,
+};
 use crate::router::{retained_owner, RetainedMessage, SharedTarget, SubscriptionEntry};
 use crate::session::{Delivery, Enqueued, InflightState, Message, SessionKey};
 
 use super::barrier::HeldReply;
 use super::conn::{Conn, Phase};
-use super::{Access, ConnId, DurableChange, MeshMessage, Output, ShardCore};
+use super::{Access, ConnId, DurableChange, MeshMessage, Output, ShardCore, Stats};
 
 /// Why a delivery was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WriteRefused {
     TooLarge,
     Expired,
@@ -148,7 +154,7 @@ impl ShardCore {
         for shared in matches.shared.drain(..) {
             match shared.target {
                 SharedTarget::Local(key, entry) => {
-                    self.deliver_to(key, &message, [entry].iter(), false, now)
+                    self.deliver_to(key, &message, [entry].iter(), false, None, now)
                 }
                 SharedTarget::Remote(shard) => self.outputs.push_back(Output::Mesh {
                     to: shard,
@@ -209,28 +215,55 @@ impl ShardCore {
         apply_no_local: bool,
         now: Instant,
     ) {
-        // Overlapping filters list a session once per filter: sort to group them.
-        if entries.len() > 1 {
-            entries.sort_unstable_by_key(|(key, _)| *key);
+        if entries.is_empty() {
+            return;
         }
+        if let [(key, entry)] = entries[..] {
+            // The common case of a topic with one subscriber: nothing to group, and a
+            // template would only add a copy.
+            entries.clear();
+            return self.deliver_to(key, message, [entry].iter(), apply_no_local, None, now);
+        }
+        // Overlapping filters list a session once per filter: sort to group them.
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        // Fan-out: encode each PUBLISH form once for this call and copy it per subscriber.
+        let mut templates = std::mem::take(&mut self.templates);
+        templates.reset();
         let mut start = 0;
         while start < entries.len() {
             let key = entries[start].0;
-            let end = start + entries[start..].partition_point(|(k, _)| *k == key);
+            // Groups are nearly always one entry long: a scan beats a binary search.
+            let end = start
+                + 1
+                + entries[start + 1..]
+                    .iter()
+                    .take_while(|(k, _)| *k == key)
+                    .count();
             let group = entries[start..end].iter().map(|(_, e)| e);
-            self.deliver_to(key, message, group, apply_no_local, now);
+            self.deliver_to(
+                key,
+                message,
+                group,
+                apply_no_local,
+                Some(&mut templates),
+                now,
+            );
             start = end;
         }
         entries.clear();
+        templates.release();
+        self.templates = templates;
     }
 
-    /// One delivery of `message` to session `key` under its matching `entries`.
+    /// One delivery of `message` to session `key` under its matching `entries`. QoS 0
+    /// deliveries are written at once (copied from `templates` when given), never queued.
     pub(super) fn deliver_to<'e>(
         &mut self,
         key: SessionKey,
         message: &Arc<Message>,
         entries: impl Iterator<Item = &'e SubscriptionEntry>,
         apply_no_local: bool,
+        templates: Option<&mut Templates>,
         now: Instant,
     ) {
         let own = message.origin == Some(key);
@@ -249,6 +282,17 @@ impl ShardCore {
         let Some(qos) = qos else {
             return;
         };
+        if qos == QoS::AtMostOnce {
+            let outgoing = Outgoing {
+                message,
+                qos,
+                retain,
+                subscription_ids: &subscription_ids,
+            };
+            // Subscription identifiers differ per subscriber: those are encoded each time.
+            let templates = templates.filter(|_| subscription_ids.is_empty());
+            return self.deliver_qos0(key, outgoing, templates, now);
+        }
         self.deliver(
             key,
             Delivery {
@@ -259,6 +303,42 @@ impl ShardCore {
             },
             now,
         );
+    }
+
+    /// Writes a QoS 0 delivery if the session is connected and its buffer has room, else
+    /// drops it, counted. Nothing is queued, so nothing holds the message.
+    fn deliver_qos0(
+        &mut self,
+        key: SessionKey,
+        outgoing: Outgoing<'_>,
+        templates: Option<&mut Templates>,
+        now: Instant,
+    ) {
+        if outgoing.message.is_expired(now) {
+            self.stats.messages_expired_count += 1;
+            return;
+        }
+        let Some(conn_id) = self.clients.get(&key).map(|c| c.conn) else {
+            return;
+        };
+        let conn = conn_id
+            .and_then(|id| self.conns.get_mut(&id))
+            .filter(|c| c.phase == Phase::Connected);
+        let Some(conn) = conn else {
+            self.stats.qos0_dropped_offline_count += 1;
+            return;
+        };
+        if conn.out.len() >= self.config.limits.max_outgoing_bytes as usize {
+            self.stats.qos0_dropped_slow_count += 1;
+            return;
+        }
+        match templates {
+            Some(templates) => templates.write(conn, outgoing, now, &mut self.stats),
+            None => write_delivery(conn, outgoing, None, false, now, &mut self.stats),
+        }
+        if conn.needs_signal() {
+            self.outputs.push_back(Output::Writable { conn: conn.id });
+        }
     }
 
     /// Sends `delivery` now if the session's connection and window allow, else queues it
@@ -284,21 +364,25 @@ impl ShardCore {
             }
             return;
         };
+        if delivery.qos == QoS::AtMostOnce {
+            return self.deliver_qos0(key, Outgoing::from(&delivery), None, now);
+        }
         let room = conn.out.len() < max_out;
         let session = &mut client.session;
-        if delivery.qos == QoS::AtMostOnce {
-            if !room {
-                self.stats.qos0_dropped_slow_count += 1;
-                return;
-            }
-            write_delivery(conn, &delivery, None, false, now, &mut self.stats);
-        } else if room && session.queue.is_empty() && session.inflight.has_room() {
-            if fits(conn, &delivery, now).is_err() {
+        if room && session.queue.is_empty() && session.inflight.has_room() {
+            if fits(conn, (&delivery).into(), now).is_err() {
                 self.stats.packet_too_large_dropped_count += 1;
                 return;
             }
             let id = session.inflight.insert(delivery.clone());
-            write_delivery(conn, &delivery, Some(id), false, now, &mut self.stats);
+            write_delivery(
+                conn,
+                (&delivery).into(),
+                Some(id),
+                false,
+                now,
+                &mut self.stats,
+            );
             self.record(DurableChange::InflightSent {
                 session: key,
                 packet_id: id,
@@ -330,6 +414,11 @@ impl ShardCore {
         let Some(client) = self.clients.get_mut(&key) else {
             return;
         };
+        // Nothing queued, nothing to write (every other write signals for itself): the
+        // common case after each flush of a QoS 0 subscriber.
+        if client.session.queue.is_empty() {
+            return;
+        }
         let Some(conn) = client
             .conn
             .and_then(|id| self.conns.get_mut(&id))
@@ -344,7 +433,7 @@ impl ShardCore {
             let Some(delivery) = session.queue.pop() else {
                 break;
             };
-            match fits(conn, &delivery, now) {
+            match fits(conn, (&delivery).into(), now) {
                 Err(WriteRefused::Expired) => {
                     self.stats.messages_expired_count += 1;
                     dropped_count += 1;
@@ -359,7 +448,7 @@ impl ShardCore {
             }
             let id = (delivery.qos != QoS::AtMostOnce)
                 .then(|| session.inflight.insert(delivery.clone()));
-            write_delivery(conn, &delivery, id, false, now, &mut self.stats);
+            write_delivery(conn, (&delivery).into(), id, false, now, &mut self.stats);
             sent.extend(id);
         }
         if dropped_count > 0 {
@@ -390,9 +479,9 @@ impl ShardCore {
         // be resent: it leaves the window (counted) rather than holding its slot forever.
         let stats = &mut self.stats;
         client.session.inflight.retain(|id, state| match state {
-            InflightState::Published(delivery) => match fits(c, delivery, now) {
+            InflightState::Published(delivery) => match fits(c, delivery.into(), now) {
                 Ok(()) => {
-                    write_delivery(c, delivery, Some(id), true, now, stats);
+                    write_delivery(c, delivery.into(), Some(id), true, now, stats);
                     true
                 }
                 Err(WriteRefused::Expired) => {
@@ -560,13 +649,117 @@ impl ShardCore {
     }
 }
 
+/// One delivery as the encoder needs it, borrowed: from a queued [`Delivery`], or built on
+/// the spot for a QoS 0 one that is written at once and never holds the message.
+#[derive(Clone, Copy)]
+pub(super) struct Outgoing<'a> {
+    message: &'a Message,
+    qos: QoS,
+    retain: bool,
+    subscription_ids: &'a [NonZeroU32],
+}
+
+impl<'a> From<&'a Delivery> for Outgoing<'a> {
+    fn from(delivery: &'a Delivery) -> Outgoing<'a> {
+        Outgoing {
+            message: &delivery.message,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            subscription_ids: &delivery.subscription_ids,
+        }
+    }
+}
+
+/// One message's QoS 0 PUBLISH, encoded once per routing call for each form subscribers
+/// may need (MQTT 5 or not, RETAIN set or not) and copied to every subscriber whose delivery
+/// changes nothing else: fan-out pays one encode per message, then a copy per subscriber.
+/// Valid for one message at one `now` only: [`Templates::reset`] before each use.
+#[derive(Debug, Default)]
+pub(super) struct Templates {
+    /// Indexed by [`Templates::slot`]; meaningful where `forms` says `Made`.
+    bytes: [BytesMut; 4],
+    forms: [Form; 4],
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    #[default]
+    Unmade,
+    Made,
+    Refused(WriteRefused),
+    Unencodable,
+}
+
+/// A template buffer above this is dropped after use rather than kept for the next message:
+/// one large message must not pin its size for good.
+const TEMPLATE_KEPT_BYTES: usize = 16 * 1024;
+
+impl Templates {
+    pub(super) fn reset(&mut self) {
+        self.forms = [Form::Unmade; 4];
+        for bytes in &mut self.bytes {
+            bytes.clear();
+        }
+    }
+
+    /// Gives back the memory of a large message's templates.
+    pub(super) fn release(&mut self) {
+        for bytes in &mut self.bytes {
+            if bytes.capacity() > TEMPLATE_KEPT_BYTES {
+                *bytes = BytesMut::new();
+            }
+        }
+    }
+
+    /// Appends `outgoing` (QoS 0, no subscription identifier) to `conn`'s buffer, encoding
+    /// its form on first use; too large or expired ones are dropped and counted, as by
+    /// [`write_delivery`].
+    fn write(&mut self, conn: &mut Conn, outgoing: Outgoing<'_>, now: Instant, stats: &mut Stats) {
+        debug_assert!(outgoing.qos == QoS::AtMostOnce && outgoing.subscription_ids.is_empty());
+        let v5 = conn.is_v5();
+        let slot = usize::from(v5) * 2 + usize::from(outgoing.retain);
+        if self.forms[slot] == Form::Unmade {
+            // PUBLISH is encoded alike in 3.1 and 3.1.1; only MQTT 5 differs.
+            let version = if v5 {
+                ProtocolVersion::V5
+            } else {
+                ProtocolVersion::V3_1_1
+            };
+            self.forms[slot] = match publish_at(outgoing, now) {
+                Err(refused) => Form::Refused(refused),
+                Ok(publish) => {
+                    let overrides = overrides(outgoing, None, false);
+                    match publish.encode_with(version, &overrides, &mut self.bytes[slot]) {
+                        Ok(()) => Form::Made,
+                        Err(_) => Form::Unencodable,
+                    }
+                }
+            };
+        }
+        match self.forms[slot] {
+            Form::Made if self.bytes[slot].len() > conn.max_packet_bytes as usize => {
+                stats.packet_too_large_dropped_count += 1
+            }
+            Form::Made => {
+                conn.out.extend_from_slice(&self.bytes[slot]);
+                stats.messages_sent_count += 1;
+            }
+            Form::Refused(WriteRefused::Expired) => stats.messages_expired_count += 1,
+            Form::Refused(WriteRefused::TooLarge) => stats.packet_too_large_dropped_count += 1,
+            Form::Unmade | Form::Unencodable => {
+                tracing::warn!(conn = ?conn.id, "delivery not encodable")
+            }
+        }
+    }
+}
+
 /// The PUBLISH to encode for `delivery` at `now`: the shared one, or, when the message
 /// expires, a copy carrying the interval left [MQTT-3.3.2-6].
 fn publish_at(
-    delivery: &Delivery,
+    delivery: Outgoing<'_>,
     now: Instant,
 ) -> Result<std::borrow::Cow<'_, Publish>, WriteRefused> {
-    let message = &delivery.message;
+    let message = delivery.message;
     if message.is_expired(now) {
         return Err(WriteRefused::Expired);
     }
@@ -580,28 +773,30 @@ fn publish_at(
     })
 }
 
-fn overrides(delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> PublishOverrides<'_> {
+fn overrides(
+    delivery: Outgoing<'_>,
+    packet_id: Option<PacketId>,
+    dup: bool,
+) -> PublishOverrides<'_> {
     PublishOverrides {
         dup,
         qos: delivery.qos,
         retain: delivery.retain,
         packet_id,
-        subscription_identifiers: &delivery.subscription_ids,
+        subscription_identifiers: delivery.subscription_ids,
         topic_alias: None,
         omit_topic: false,
     }
 }
 
 /// Whether `delivery` may be written to `conn` at all (live, within the client's maximum).
-fn fits(conn: &Conn, delivery: &Delivery, now: Instant) -> Result<(), WriteRefused> {
+fn fits(conn: &Conn, delivery: Outgoing<'_>, now: Instant) -> Result<(), WriteRefused> {
     if conn.max_packet_bytes == u32::MAX && delivery.message.expires_at.is_none() {
         // The common case: no client maximum, nothing to expire.
         return Ok(());
     }
     let publish = publish_at(delivery, now)?;
-    let version = conn
-        .version
-        .unwrap_or(crate::protocol::ProtocolVersion::V3_1_1);
+    let version = conn.version.unwrap_or(ProtocolVersion::V3_1_1);
     // A placeholder id of the same size as the real one.
     let id = (delivery.qos != QoS::AtMostOnce)
         .then_some(PacketId::new(1))
@@ -617,7 +812,7 @@ fn fits(conn: &Conn, delivery: &Delivery, now: Instant) -> Result<(), WriteRefus
 /// counted.
 fn write_delivery(
     conn: &mut Conn,
-    delivery: &Delivery,
+    delivery: Outgoing<'_>,
     packet_id: Option<PacketId>,
     dup: bool,
     now: Instant,
@@ -630,12 +825,19 @@ fn write_delivery(
         }
         return;
     }
-    let Ok(publish) = publish_at(delivery, now) else {
-        return;
+    // Most messages never expire: encode the shared PUBLISH without building (and
+    // copying, it is large) the `Cow` that an expiring one needs.
+    let expiring;
+    let publish = if delivery.message.expires_at.is_none() {
+        &delivery.message.publish
+    } else {
+        let Ok(publish) = publish_at(delivery, now) else {
+            return;
+        };
+        expiring = publish;
+        &*expiring
     };
-    let version = conn
-        .version
-        .unwrap_or(crate::protocol::ProtocolVersion::V3_1_1);
+    let version = conn.version.unwrap_or(ProtocolVersion::V3_1_1);
     match publish.encode_with(version, &overrides(delivery, packet_id, dup), &mut conn.out) {
         Ok(()) => stats.messages_sent_count += 1,
         Err(error) => tracing::warn!(conn = ?conn.id, %error, "delivery not encodable"),

@@ -4,11 +4,13 @@
 //!
 //! - [`placement`]: which shard is a client's home, which shard owns a retained topic.
 //! - [`trie`]: one shard's replica of the subscription trie; one walk per publish.
+//! - `route_cache`: the trie's recent walk results by topic, cleared on every change.
 //! - [`shared`]: the members of one `$share/{group}/{filter}` group and the weighted choice.
 //! - [`retained`]: this shard's partition of the retained messages, indexed by topic level.
 
 pub mod placement;
 pub mod retained;
+mod route_cache;
 pub mod shared;
 pub mod trie;
 

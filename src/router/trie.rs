@@ -13,6 +13,7 @@ use std::num::NonZeroU32;
 
 use rustc_hash::FxHashMap;
 
+use super::route_cache::RouteCache;
 use super::shared::SharedGroup;
 use super::{ShardId, ShardSet};
 use crate::protocol::{SubscriptionOptions, TopicFilter, TopicName};
@@ -244,6 +245,8 @@ pub struct SubscriptionTrie<S> {
     stack: Vec<(NodeId, u32)>,
     levels: Vec<(u32, u32)>,
     path: Vec<NodeId>,
+    /// Recent walk results; every method that changes the trie clears it.
+    cache: RouteCache<S>,
 }
 
 impl<S: Copy + Eq + Hash + Debug> Default for SubscriptionTrie<S> {
@@ -261,6 +264,7 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
             stack: Vec::new(),
             levels: Vec::new(),
             path: Vec::new(),
+            cache: RouteCache::default(),
         }
     }
 
@@ -272,6 +276,7 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
         subscriber: S,
         entry: SubscriptionEntry,
     ) -> SubscribeOutcome {
+        self.cache.invalidate();
         let node = self.ensure_path(filter.matching_part());
         let node = &mut self.nodes[node as usize];
         let members = match filter.shared() {
@@ -292,6 +297,7 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
 
     /// Removes `subscriber`'s subscription to `filter`, if it had one.
     pub fn unsubscribe(&mut self, filter: &TopicFilter, subscriber: S) -> UnsubscribeOutcome {
+        self.cache.invalidate();
         let not_found = UnsubscribeOutcome {
             removed: false,
             last_local: false,
@@ -333,6 +339,7 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
     /// Another shard now has (`count > 0`) or no longer has (`count == 0`) subscribers to
     /// `filter`. For a shared filter `count` is that shard's member count in the group.
     pub fn set_remote(&mut self, filter: &TopicFilter, shard: ShardId, count: u32) {
+        self.cache.invalidate();
         let node_id = if count > 0 {
             self.ensure_path(filter.matching_part())
         } else {
@@ -398,6 +405,11 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
         self.local_count == 0
     }
 
+    /// Times the route cache was full and started over.
+    pub fn route_cache_resets_count(&self) -> u64 {
+        self.cache.resets_count
+    }
+
     /// Trie nodes in use (root included); for tests and memory accounting.
     pub fn node_count(&self) -> usize {
         self.nodes.len() - self.free.len()
@@ -405,13 +417,17 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
 
     fn walk(&mut self, topic: &TopicName, out: &mut Matches<S>, with_others: bool) {
         out.clear();
+        let text = topic.as_str();
+        if self.cache.fill(text, with_others, out) {
+            return;
+        }
         let Self {
             nodes,
             stack,
             levels,
             ..
         } = self;
-        let text = topic.as_str();
+        let mut met_shared = false;
         split_levels(text, levels);
         // [MQTT-4.7.2-1]: a wildcard at the first level does not match a `$` topic.
         let dollar = topic.is_dollar();
@@ -430,10 +446,10 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
                 .filter(|_| wildcards_allowed && depth < level_count);
             // `#` matches the rest, including none: `a/#` matches `a`.
             if let Some(hash) = node.hash.filter(|_| wildcards_allowed) {
-                collect(&mut nodes[hash as usize], out, with_others);
+                met_shared |= collect(&mut nodes[hash as usize], out, with_others);
             }
             if depth == level_count {
-                collect(&mut nodes[node_id as usize], out, with_others);
+                met_shared |= collect(&mut nodes[node_id as usize], out, with_others);
                 continue;
             }
             if let Some(child) = next_literal {
@@ -442,6 +458,9 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
             if let Some(child) = plus {
                 stack.push((child, depth + 1));
             }
+        }
+        if !met_shared {
+            self.cache.keep(text, with_others, out);
         }
     }
 
@@ -517,11 +536,16 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
 }
 
 /// Adds a node's subscribers to `out`; with `with_others`, also its interested shards and a
-/// choice per shared group.
-fn collect<S: Copy + Eq + Hash>(node: &mut Node<S>, out: &mut Matches<S>, with_others: bool) {
+/// choice per shared group. True if the node has shared groups that count for this walk:
+/// then the result changes from walk to walk and is not cached.
+fn collect<S: Copy + Eq + Hash>(
+    node: &mut Node<S>,
+    out: &mut Matches<S>,
+    with_others: bool,
+) -> bool {
     out.local.extend_from_slice(node.local.as_slice());
     if !with_others {
-        return;
+        return false;
     }
     out.remote.union_with(&node.remote);
     for group in &mut node.shared {
@@ -532,6 +556,7 @@ fn collect<S: Copy + Eq + Hash>(node: &mut Node<S>, out: &mut Matches<S>, with_o
             });
         }
     }
+    !node.shared.is_empty()
 }
 
 /// The group `name` under a node, created if missing.
@@ -715,6 +740,55 @@ mod tests {
         trie.route(&topic("a/b"), &mut out);
         assert!(out.is_empty());
         assert_eq!(trie.node_count(), 1);
+    }
+
+    #[test]
+    fn cached_routes_follow_every_change() {
+        let mut trie = SubscriptionTrie::new();
+        let mut out = Matches::new();
+        trie.subscribe(&filter("c/+"), 1, entry(QoS::AtMostOnce));
+        // Twice each: the second walk of a topic is served from the cache.
+        for _ in 0..2 {
+            assert_eq!(local_subscribers(&mut trie, "c/d"), vec![1]);
+            trie.route_local(&topic("c/d"), &mut out);
+            assert_eq!(out.local.len(), 1);
+            assert!(out.remote.is_empty());
+        }
+        trie.subscribe(&filter("c/d"), 2, entry(QoS::AtMostOnce));
+        assert_eq!(local_subscribers(&mut trie, "c/d"), vec![1, 2]);
+        trie.set_remote(&filter("#"), ShardId(3), 1);
+        trie.route(&topic("c/d"), &mut out);
+        assert_eq!(out.remote.iter().collect::<Vec<_>>(), vec![ShardId(3)]);
+        trie.route_local(&topic("c/d"), &mut out);
+        assert!(
+            out.remote.is_empty(),
+            "route_local never names other shards"
+        );
+        assert_eq!(out.local.len(), 2);
+        trie.unsubscribe(&filter("c/+"), 1);
+        assert_eq!(local_subscribers(&mut trie, "c/d"), vec![2]);
+        // A shared group's member changes per walk: such results are never cached.
+        trie.subscribe(&filter("$share/g/c/d"), 7, entry(QoS::AtMostOnce));
+        trie.subscribe(&filter("$share/g/c/d"), 8, entry(QoS::AtMostOnce));
+        let mut picked = BTreeSet::new();
+        for _ in 0..4 {
+            trie.route(&topic("c/d"), &mut out);
+            assert_eq!(out.shared.len(), 1);
+            if let SharedTarget::Local(s, _) = out.shared[0].target {
+                picked.insert(s);
+            }
+        }
+        assert_eq!(picked, BTreeSet::from([7, 8]));
+    }
+
+    #[test]
+    fn a_full_route_cache_starts_over() {
+        let mut trie = SubscriptionTrie::new();
+        trie.subscribe(&filter("#"), 1, entry(QoS::AtMostOnce));
+        for i in 0..=super::super::route_cache::ROUTE_CACHE_TOPICS {
+            assert_eq!(local_subscribers(&mut trie, &format!("t/{i}")), vec![1]);
+        }
+        assert_eq!(trie.route_cache_resets_count(), 1);
     }
 
     #[test]
