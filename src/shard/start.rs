@@ -182,6 +182,12 @@ where
             backlog_messages: config.mesh_backlog_messages,
             ready: ready_tx.clone(),
         };
+        // No `spin_before_park`: an idle shard sleeps at once. Each sleep and wake-up costs
+        // glommio 9 syscalls (8 io_uring_enter over its rings, re-arming and cancelling
+        // timers, and a membarrier) and ~14k of the ~18k user-space instructions a message
+        // takes at 1,000 msg/s (callgrind), so at modest rates that, not MQTT, is most of a
+        // shard's CPU. Spinning avoids it only by keeping the core busy between messages: at
+        // 20k msg/s (one every 50 us) that is a whole core. See scripts/latency.sh.
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("culex-shard-{i}"))
             .io_memory(IO_MEMORY_BYTES)
