@@ -150,7 +150,8 @@ pub fn start(
         if scenario.spin_us > 0 {
             builder = builder.spin_before_park(Duration::from_micros(scenario.spin_us));
         }
-        let handle = builder.spawn(move || async move {
+        let handle = builder
+            .spawn(move || async move {
                 run_core(scenario, clients, addr, shared, intervals, flow).await
             })
             .map_err(|e| {
