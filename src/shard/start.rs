@@ -27,9 +27,9 @@ use super::runtime::{Envelope, Shard, Shared};
 ///
 /// The tick comes from a ticker thread over a socket pair, not from a glommio timer: while
 /// any glommio timer is pending, every time the executor goes to sleep it arms that timer
-/// on its latency ring (one more io_uring_enter) and cancels it on waking. At modest rates a
-/// shard sleeps once per message, so the tick's timer cost a syscall per message (9 → 8 of
-/// glommio's own per sleep); the ticker costs one read per 100 ms.
+/// on its latency ring and cancels it on waking, an io_uring_enter each. At modest rates a
+/// shard sleeps once per message, so the tick's timer cost two syscalls per message (strace
+/// at 200 msg/s: 12 per message with it, 10 without); the ticker costs one read per tick.
 pub const TICK: Duration = Duration::from_millis(100);
 /// Locked memory glommio registers with io_uring per executor. Culex does no file I/O
 /// through glommio's DMA buffers, so the minimum glommio accepts (64 KiB) would do; 128
@@ -216,10 +216,10 @@ where
             bell,
         };
         // No `spin_before_park`: an idle shard sleeps at once. Each sleep and wake-up costs
-        // glommio 9 syscalls (8 io_uring_enter over its rings, re-arming and cancelling
-        // timers, and a membarrier) and ~14k of the ~18k user-space instructions a message
-        // takes at 1,000 msg/s (callgrind), so at modest rates that, not MQTT, is most of a
-        // shard's CPU. Spinning avoids it only by keeping the core busy between messages: at
+        // glommio 8 syscalls (7 io_uring_enter over its rings, re-arming and cancelling its
+        // preemption timers, and a membarrier) and ~13k of the ~17k user-space instructions a
+        // message takes at 1,000 msg/s (callgrind; the core's own part is ~3k), so at modest
+        // rates that, not MQTT, is most of a shard's CPU. Spinning avoids it only by keeping the core busy between messages: at
         // 20k msg/s (one every 50 us) that is a whole core. See scripts/latency.sh.
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("culex-shard-{i}"))
