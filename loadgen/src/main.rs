@@ -146,6 +146,10 @@ struct Flags {
     /// Pacing granularity, microseconds.
     #[arg(long, default_value_t = 1000)]
     tick_us: u64,
+    /// Idle executors poll this long before sleeping, microseconds: precise pacing and
+    /// receive timestamps at modest rates, at the price of busy cores (0: sleep at once).
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
     /// Test hook: subscriber 0 disconnects this many seconds into the run.
     #[arg(long, default_value_t = 0.0)]
     drop_subscriber_after: f64,
@@ -237,6 +241,7 @@ fn scenario_from(kind: Kind, f: &Flags) -> Result<Scenario, String> {
         retain: f.retain,
         retained_topics: f.retained_topics,
         tick_us: f.tick_us,
+        spin_us: f.spin_us,
         drop_subscriber_after_s: f.drop_subscriber_after,
         broker_pid: f.output.broker_pid,
         ..Scenario::default()

@@ -75,6 +75,12 @@ pub struct Scenario {
     pub retained_topics: usize,
     /// Pacing granularity: a publisher sleeps at least this long between batches.
     pub tick_us: u64,
+    /// How long an idle executor polls before it sleeps, microseconds (0: sleep at once).
+    /// A paced run at a modest rate otherwise sleeps and is woken for every message; each
+    /// wake-up costs tens of microseconds of CPU on a VM and adds its jitter to the latency
+    /// measured. Spinning keeps the loadgen's own timing out of the figures, at the price of
+    /// its core.
+    pub spin_us: u64,
     /// Test hook: subscriber 0 disconnects this many seconds into the run (0: never).
     pub drop_subscriber_after_s: f64,
     pub broker_pid: Option<u32>,
@@ -115,6 +121,7 @@ impl Default for Scenario {
             retain: false,
             retained_topics: 1000,
             tick_us: 1000,
+            spin_us: 0,
             drop_subscriber_after_s: 0.0,
             broker_pid: None,
             io_memory_bytes: 512 * 1024,

@@ -144,9 +144,13 @@ pub fn start(
             outstanding_max: scenario.outstanding_window(plan.publishers),
             rate_per_publisher: plan.rate_per_publisher,
         };
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("loadgen-{cpu}"))
-            .io_memory(scenario.io_memory_bytes)
+            .io_memory(scenario.io_memory_bytes);
+        if scenario.spin_us > 0 {
+            builder = builder.spin_before_park(Duration::from_micros(scenario.spin_us));
+        }
+        let handle = builder
             .spawn(move || async move {
                 run_core(scenario, clients, addr, shared, intervals, flow).await
             })

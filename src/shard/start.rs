@@ -4,12 +4,16 @@
 //! (wills first, across shards, then flush and close).
 
 use std::fmt;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use futures_lite::AsyncReadExt;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::broker::ShardId;
@@ -20,6 +24,12 @@ use super::listener;
 use super::runtime::{Envelope, Shard, Shared};
 
 /// How often a shard ticks its core (keepalive sweep, expiries) and looks for a stop.
+///
+/// The tick comes from a ticker thread over a socket pair, not from a glommio timer: while
+/// any glommio timer is pending, every time the executor goes to sleep it arms that timer
+/// on its latency ring and cancels it on waking, an io_uring_enter each. At modest rates a
+/// shard sleeps once per message, so the tick's timer cost two syscalls per message (strace
+/// at 200 msg/s: 12 per message with it, 10 without); the ticker costs one read per tick.
 pub const TICK: Duration = Duration::from_millis(100);
 /// Locked memory glommio registers with io_uring per executor. Culex does no file I/O
 /// through glommio's DMA buffers, so the minimum glommio accepts (64 KiB) would do; 128
@@ -99,6 +109,7 @@ impl std::error::Error for StartError {}
 pub struct Running {
     addrs: Vec<SocketAddr>,
     handles: Vec<ExecutorJoinHandle<()>>,
+    ticker: Option<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     shard_count: u16,
 }
@@ -128,6 +139,12 @@ impl Running {
         for handle in self.handles {
             if let Err(e) = handle.join() {
                 failure.get_or_insert_with(|| StartError::Executor(format!("{e:?}")));
+            }
+        }
+        // The ticker ends within a tick of the stop flag.
+        if let Some(ticker) = self.ticker {
+            if ticker.join().is_err() {
+                failure.get_or_insert_with(|| StartError::Executor("ticker panicked".into()));
             }
         }
         failure.map_or(Ok(()), Err)
@@ -168,8 +185,23 @@ where
     let make_core = Arc::new(make_core);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
     let links = mesh::links::<Envelope<C::Msg>>(shard_count, mesh::QUEUE_BATCHES);
+    let mut bells = Vec::with_capacity(usize::from(shard_count));
+    let mut ringers = Vec::with_capacity(usize::from(shard_count));
+    for _ in 0..shard_count {
+        let (ringer, bell) = tick_pair()
+            .map_err(|e| StartError::Executor(format!("cannot make the tick socket: {e}")))?;
+        ringers.push(ringer);
+        bells.push(bell);
+    }
+    let ticker = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("culex-ticker".into())
+            .spawn(move || run_ticker(&stop, &ringers))
+            .map_err(|e| StartError::Executor(format!("cannot start the ticker: {e}")))?
+    };
     let mut handles = Vec::with_capacity(usize::from(shard_count));
-    for (i, links) in links.into_iter().enumerate() {
+    for ((i, links), bell) in links.into_iter().enumerate().zip(bells) {
         let id = ShardId(u16::try_from(i).expect("at most shard_count (a u16) shards"));
         let cpu = cpus[i % cpus.len()];
         let make_core = make_core.clone();
@@ -181,7 +213,14 @@ where
             addrs: addrs.clone(),
             backlog_messages: config.mesh_backlog_messages,
             ready: ready_tx.clone(),
+            bell,
         };
+        // No `spin_before_park`: an idle shard sleeps at once. Each sleep and wake-up costs
+        // glommio 8 syscalls (7 io_uring_enter over its rings, re-arming and cancelling its
+        // preemption timers, and a membarrier) and ~13k of the ~17k user-space instructions a
+        // message takes at 1,000 msg/s (callgrind; the core's own part is ~3k), so at modest
+        // rates that, not MQTT, is most of a shard's CPU. Spinning avoids it only by keeping the core busy between messages: at
+        // 20k msg/s (one every 50 us) that is a whole core. See scripts/latency.sh.
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("culex-shard-{i}"))
             .io_memory(IO_MEMORY_BYTES)
@@ -198,6 +237,7 @@ where
     let running = Running {
         addrs,
         handles,
+        ticker: Some(ticker),
         stop,
         shard_count,
     };
@@ -225,6 +265,8 @@ struct ShardPlan<M: Send + 'static> {
     backlog_messages: u32,
     /// Told once the shard listens (or why it cannot).
     ready: mpsc::Sender<Result<(), StartError>>,
+    /// Our end of the ticker's socket: a byte arrives every tick.
+    bell: StdUnixStream,
 }
 
 /// One shard's whole life on its executor.
@@ -237,7 +279,12 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
         addrs,
         backlog_messages,
         ready,
+        bell,
     } = plan;
+    // SAFETY: `into_raw_fd` hands over sole ownership of an open socket descriptor; the
+    // glommio stream takes it and is the only one to close it.
+    let mut bell = unsafe { glommio::net::UnixStream::from_raw_fd(bell.into_raw_fd()) };
+    let mut rung = [0u8; 64];
     let sheddable = |e: &Envelope<C::Msg>| match e {
         Envelope::Core(m) => C::sheddable(m),
         Envelope::Adopt { .. } => false,
@@ -276,12 +323,43 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
     drop(ready);
 
     while !shared.stop.load(Ordering::Relaxed) {
-        glommio::timer::sleep(TICK).await;
+        // Several ticks may be waiting (a busy shard): one read takes them all, one tick runs.
+        match bell.read(&mut rung).await {
+            Ok(n) if n > 0 => {}
+            // The ticker is gone (it leaves only after a stop): tick on our own timer.
+            _ => glommio::timer::sleep(TICK).await,
+        }
         let now = shard.update_clock();
         shard.core.borrow_mut().tick(now);
         shard.pump();
     }
     stop_shard(&shard, shard_count).await;
+}
+
+/// A socket pair for one shard's tick: the ticker's end (non-blocking: a shard that has not
+/// read its last ticks just misses this one) and the shard's end.
+fn tick_pair() -> std::io::Result<(StdUnixStream, StdUnixStream)> {
+    let (ringer, bell) = StdUnixStream::pair()?;
+    ringer.set_nonblocking(true)?;
+    bell.set_nonblocking(true)?;
+    Ok((ringer, bell))
+}
+
+/// Rings every shard's bell once per tick until the stop flag is set, then once more so
+/// that every shard sees the stop at once, and ends.
+fn run_ticker(stop: &AtomicBool, ringers: &[StdUnixStream]) {
+    loop {
+        std::thread::sleep(TICK);
+        let stopping = stop.load(Ordering::Relaxed);
+        for mut ringer in ringers {
+            // Full (WouldBlock): the shard has unread ticks, so this one adds nothing.
+            // Closed: the shard has stopped.
+            let _ = ringer.write(&[1]);
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// Stops one shard in two phases. First: no more accepts, and the core publishes wills
