@@ -49,50 +49,58 @@ struct Pending {
 }
 
 /// Serves `conn` until it ends, then settles its accounts with the core and the shard.
-pub(crate) async fn serve<C: Core, T: Transport>(
+///
+/// An `async move` block rather than an `async fn`: an `async fn` keeps its arguments
+/// twice in its state (as captured and as locals), and this state is what every
+/// connection's task holds, idle ones included.
+pub(crate) fn serve<C: Core, T: Transport>(
     shard: Rc<Shard<C>>,
     conn: ConnId,
     signal: Rc<ConnSignal>,
     mut io: T,
-) {
-    let mut pending = Pending::default();
-    let ending = future::poll_fn(|cx| {
-        signal.register(cx.waker());
-        signal.running.set(true);
-        let poll = drive(&shard, conn, &signal, &mut io, &mut pending, cx);
-        signal.running.set(false);
-        poll
-    })
-    .await;
-    shard.forget(conn);
-    match ending {
-        Ending::Lost => {
-            // A connection the core already closed (it failed while flushing) is
-            // forgotten by the core; only one it still serves is reported lost.
-            if !signal.close.get() || signal.closed_by_runtime.get() {
-                let now = shard.now();
-                shard.core.borrow_mut().connection_lost(conn, now);
-                shard.pump();
-            }
-            shard.shared.connection_closed();
-        }
-        Ending::Closed => {
-            if signal.closed_by_runtime.get() {
-                let now = shard.now();
-                shard.core.borrow_mut().connection_lost(conn, now);
-                shard.pump();
-            }
-            linger(&shard, &mut io).await;
-            shard.shared.connection_closed();
-        }
-        Ending::HandOff(to, received) => match io.into_fd() {
-            // Still counted: the connection lives on, on shard `to`.
-            Ok(fd) => shard.mesh.push(to, Envelope::Adopt { fd, received }),
-            Err(e) => {
-                tracing::warn!(?conn, error = %e, "hand-off failed; closing the connection");
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let mut pending = Pending::default();
+        let ending = future::poll_fn(|cx| {
+            signal.register(cx.waker());
+            signal.running.set(true);
+            let poll = drive(&shard, conn, &signal, &mut io, &mut pending, cx);
+            signal.running.set(false);
+            poll
+        })
+        .await;
+        shard.forget(conn);
+        match ending {
+            Ending::Lost => {
+                // A connection the core already closed (it failed while flushing) is
+                // forgotten by the core; only one it still serves is reported lost.
+                if !signal.close.get() || signal.closed_by_runtime.get() {
+                    let now = shard.now();
+                    shard.core.borrow_mut().connection_lost(conn, now);
+                    shard.pump();
+                }
                 shard.shared.connection_closed();
             }
-        },
+            Ending::Closed => {
+                if signal.closed_by_runtime.get() {
+                    let now = shard.now();
+                    shard.core.borrow_mut().connection_lost(conn, now);
+                    shard.pump();
+                }
+                // Boxed: the linger state (a timer, the drain loop) would otherwise size every
+                // connection's task, idle ones included, for a step only closing ones take.
+                Box::pin(linger(&shard, &mut io)).await;
+                shard.shared.connection_closed();
+            }
+            Ending::HandOff(to, received) => match io.into_fd() {
+                // Still counted: the connection lives on, on shard `to`.
+                Ok(fd) => shard.mesh.push(to, Envelope::Adopt { fd, received }),
+                Err(e) => {
+                    tracing::warn!(?conn, error = %e, "hand-off failed; closing the connection");
+                    shard.shared.connection_closed();
+                }
+            },
+        }
     }
 }
 
@@ -109,7 +117,7 @@ fn drive<C: Core, T: Transport>(
     loop {
         // Hand off before reading more: the home shard must see this client's bytes in
         // order, and the core has forgotten the connection.
-        if let Some((to, received)) = signal.handoff.take() {
+        if let Some((to, received)) = signal.take_handoff() {
             return Poll::Ready(Ending::HandOff(to, received));
         }
         let flushed = match write(shard, conn, signal, io, pending, cx) {
@@ -172,7 +180,7 @@ fn write<C: Core, T: Transport>(
             pending.written = 0;
             if signal.writable.replace(false) {
                 pending.out = shard.core.borrow_mut().take_outgoing(conn);
-            } else if let Some(last) = signal.last_bytes.take() {
+            } else if let Some(last) = signal.take_last_bytes() {
                 pending.out = last;
             } else {
                 return Poll::Ready(Ok(()));
