@@ -25,6 +25,12 @@ broker_pid=""
 load_pid=""
 
 cleanup() {
+  local status=$?
+  if [ "$status" -ne 0 ]; then
+    for log in "$scratch"/*.log "$scratch"/load.out; do
+      [ -f "$log" ] && { echo "--- $log" >&2; tail -n 5 "$log" >&2; }
+    done
+  fi
   # Only the processes this script started, by PID.
   [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null || true
   [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null || true
@@ -72,14 +78,27 @@ measure() {
   cpu0=$(cpu_ticks "$broker_pid")
   fd0=$(fd_count "$broker_pid")
   t0=$(date +%s.%N)
+  # Fresh source addresses per run: the last run's (and other users') connections sit in
+  # TIME_WAIT on 127.0.0.x, and a bind to a port in TIME_WAIT fails, stalling the storm.
+  local net=$((10 + RANDOM % 240))
   taskset -c "$LOAD_CPU" "$LOADGEN_BIN" conn -n "$N" --cpus "$LOAD_CPU" -p "$port" \
-    --source 127.0.0.1-127.0.0.4 --mqtt-version 4 --keepalive 60 \
-    --warmup 0 -d $((HOLD_SETTLE + 60)) --quiet >"$scratch/load.out" 2>&1 &
+    --source "127.$net.0.1-127.$net.0.4" --mqtt-version 4 --keepalive 60 \
+    --warmup 0 -d $((HOLD_SETTLE + 120)) >"$scratch/load.out" 2>"$scratch/load.err" &
   load_pid=$!
-  # The storm is over when the broker holds N more descriptors (or after 60 s).
-  for _ in $(seq 600); do
+  # The storm is over when the broker holds N more descriptors, or when the count has not
+  # moved for 3 s (a few connects time out when a listen backlog overflows; Mosquitto's
+  # is 100), or after 90 s.
+  local last=-1 still=0
+  for _ in $(seq 900); do
     held=$(($(fd_count "$broker_pid") - fd0))
     [ "$held" -ge "$N" ] && break
+    if [ "$held" -eq "$last" ] && [ "$held" -gt 0 ]; then
+      still=$((still + 1))
+      [ "$still" -ge 30 ] && break
+    else
+      still=0
+      last=$held
+    fi
     sleep 0.1
   done
   cpu1=$(cpu_ticks "$broker_pid")
@@ -87,6 +106,10 @@ measure() {
   sleep "$HOLD_SETTLE"
   rss1=$(rss_kib "$broker_pid")
   held=$(($(fd_count "$broker_pid") - fd0))
+  if [ "$held" -lt "$N" ]; then
+    echo "$name: only $held of $N connections held; the loadgen said:" >&2
+    tail -n 5 "$scratch/load.err" >&2
+  fi
   kill "$load_pid" 2>/dev/null || true
   wait "$load_pid" 2>/dev/null || true
   load_pid=""
