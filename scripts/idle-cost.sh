@@ -42,6 +42,7 @@ trap cleanup EXIT
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # utime + stime of every thread, in clock ticks (fields 14 and 15; the name may hold spaces).
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+user_sys() { sed "s/^.*) //" "/proc/$1/stat" | awk "{print \$12, \$13}"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 free_port() {
@@ -76,6 +77,8 @@ measure() {
   local rss0 cpu0 fd0 cpu1 rss1 held t0 t1
   rss0=$(rss_kib "$broker_pid")
   cpu0=$(cpu_ticks "$broker_pid")
+  local u0 s0 u1 s1
+  read -r u0 s0 < <(user_sys "$broker_pid")
   fd0=$(fd_count "$broker_pid")
   t0=$(date +%s.%N)
   # Fresh source addresses per run: the last run's (and other users') connections sit in
@@ -102,6 +105,7 @@ measure() {
     sleep 0.1
   done
   cpu1=$(cpu_ticks "$broker_pid")
+  read -r u1 s1 < <(user_sys "$broker_pid")
   t1=$(date +%s.%N)
   sleep "$HOLD_SETTLE"
   rss1=$(rss_kib "$broker_pid")
@@ -117,10 +121,10 @@ measure() {
   wait "$broker_pid" 2>/dev/null || true
   broker_pid=""
   awk -v n="$name" -v held="$held" -v r0="$rss0" -v r1="$rss1" -v c0="$cpu0" -v c1="$cpu1" \
-    -v hz="$TICKS" -v t0="$t0" -v t1="$t1" 'BEGIN {
-      printf "%-10s held %6d  RSS %7.1f -> %7.1f MiB  %6.0f B/conn  connect CPU %6.2f s  %5.1f us/conn  storm %5.1f s\n",
+    -v hz="$TICKS" -v t0="$t0" -v t1="$t1" -v us="$((u1 - u0))" -v sy="$((s1 - s0))" 'BEGIN {
+      printf "%-10s held %6d  RSS %5.1f -> %5.1f MiB  %5.0f B/conn  connect CPU %5.2f s  %5.1f us/conn (user %4.1f, sys %4.1f)  storm %4.1f s\n",
         n, held, r0 / 1024, r1 / 1024, (r1 - r0) * 1024 / held, (c1 - c0) / hz,
-        (c1 - c0) / hz * 1e6 / held, t1 - t0 }'
+        (c1 - c0) / hz * 1e6 / held, us / hz * 1e6 / held, sy / hz * 1e6 / held, t1 - t0 }'
 }
 
 ulimit -n "$(ulimit -Hn)"
