@@ -415,7 +415,7 @@ fn per_connection_runtime_state_stays_small() {
         std::mem::size_of::<R>()
     }
     let serve = output_size(connection::serve::<ScriptCore, TcpTransport> as fn(_, _, _, _) -> _);
-    assert!(serve <= 288, "connection task state: {serve} bytes");
+    assert!(serve <= 208, "connection task state: {serve} bytes");
     let signal = std::mem::size_of::<runtime::ConnSignal>();
     assert!(signal <= 64, "ConnSignal: {signal} bytes");
 }
