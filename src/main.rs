@@ -10,6 +10,9 @@ use culex::broker::{CoreConfig, ShardCore};
 use culex::config::{init_logging, Cli, Settings};
 use culex::shard::{self, RuntimeConfig};
 
+// mimalloc maps its own pages, which heap profilers do not see; `system-alloc` swaps it
+// out for profiling.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

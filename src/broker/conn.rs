@@ -15,6 +15,10 @@ use super::ConnId;
 
 /// An idle connection keeps no read buffer above this: allocate on data, shrink when idle.
 const IDLE_READ_BUFFER_BYTES: usize = 4096;
+/// A buffer this small is cheaper to allocate anew than to keep: splitting a packet or a
+/// batch off it shares it (a second allocation), and an idle connection would keep both
+/// for good (the CONNECT's read, the CONNACK's write) for a reuse worth a few bytes.
+const SMALL_BUFFER_BYTES: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -41,7 +45,8 @@ pub(super) struct Conn {
     pub aliases: InboundAliases,
     /// The client's Maximum Packet Size (MQTT 5), or no limit.
     pub max_packet_bytes: u32,
-    pub will: Option<Will>,
+    /// Boxed: most clients set no will, and every connection pays for this field.
+    pub will: Option<Box<Will>>,
     /// Replies waiting for a barrier, and those queued behind them to keep their order.
     pub held: VecDeque<HeldReply>,
 }
@@ -103,6 +108,10 @@ impl Conn {
         for reply in &mut self.held {
             reply.at -= n;
         }
+        if n == self.out.len() && self.out.capacity() <= SMALL_BUFFER_BYTES {
+            // All of a small buffer: hand it over whole rather than share it.
+            return std::mem::take(&mut self.out);
+        }
         self.out.split_to(n)
     }
 
@@ -116,7 +125,10 @@ impl Conn {
     }
 
     pub fn release_idle_read_buffer(&mut self) {
-        if self.read_buf.is_empty() && self.read_buf.capacity() > IDLE_READ_BUFFER_BYTES {
+        let capacity = self.read_buf.capacity();
+        if self.read_buf.is_empty()
+            && (capacity > IDLE_READ_BUFFER_BYTES || capacity <= SMALL_BUFFER_BYTES)
+        {
             self.read_buf = BytesMut::new();
         }
     }
@@ -151,6 +163,13 @@ mod tests {
         let out = c.take_sendable();
         assert_eq!(&out[..2], &PINGRESP);
         assert_eq!(&out[2..], b"cd");
+    }
+
+    /// Every connection holds one: rare state (the will) stays behind a box.
+    #[test]
+    fn a_connection_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 224, "Conn: {size} bytes");
     }
 
     #[test]

@@ -120,6 +120,11 @@ impl ShardCore {
         let assigned = connect.client_id.is_empty();
         if assigned {
             connect.client_id = self.assign_client_id();
+        } else {
+            // The id lives as long as the session: copied out of the read buffer, so it
+            // does not pin that buffer (the whole first read, up to 64 KiB) for as long.
+            connect.client_id = ClientId::new(connect.client_id.as_str())
+                .expect("the id was already checked to hold no U+0000");
         }
         let limits = &self.config.limits;
         let expiry_max = limits.session_expiry_max_s;
@@ -166,7 +171,7 @@ impl ShardCore {
                 .properties
                 .maximum_packet_size_bytes
                 .map_or(u32::MAX, NonZeroU32::get);
-            c.will = connect.will.take();
+            c.will = connect.will.take().map(Box::new);
         }
         if let Some(client) = self.clients.get_mut(&key) {
             client.conn = Some(conn);
@@ -269,10 +274,10 @@ impl ShardCore {
         session.expiry_interval_s = expiry_s;
         self.clients.insert(
             key,
-            Client {
+            Box::new(Client {
                 session,
                 conn: None,
-            },
+            }),
         );
         self.by_client_id.insert(connect.client_id.clone(), key);
         self.record(DurableChange::SessionCreated { session: key });

@@ -110,7 +110,7 @@ impl ShardCore {
             c.write(&packet);
         }
         c.phase = Phase::Closing;
-        let will = c.will.take();
+        let will = c.will.take().map(|will| *will);
         let key = c.client?;
         let client = self.clients.get_mut(&key)?;
         if client.conn == Some(conn) {

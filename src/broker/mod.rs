@@ -166,8 +166,11 @@ pub struct ShardCore {
     shard_count: u16,
     config: CoreConfig,
     authorizer: Authorizer,
-    conns: FxHashMap<ConnId, Conn>,
-    clients: FxHashMap<SessionKey, Client>,
+    /// Boxed values, here and in `clients`: a map's table holds a slot for every bucket,
+    /// used or not (up to half of them empty after a resize), and an inline `Conn` or
+    /// `Client` made each empty slot cost hundreds of bytes per idle connection.
+    conns: FxHashMap<ConnId, Box<Conn>>,
+    clients: FxHashMap<SessionKey, Box<Client>>,
     by_client_id: FxHashMap<ClientId, SessionKey>,
     next_session: u64,
     next_assigned_id: u64,
@@ -254,7 +257,8 @@ impl ShardCore {
         self.last_now = Some(now);
         let timeout =
             std::time::Duration::from_millis(u64::from(self.config.limits.connect_timeout_ms));
-        self.conns.insert(conn, Conn::new(conn, now + timeout));
+        self.conns
+            .insert(conn, Box::new(Conn::new(conn, now + timeout)));
         self.note_deadline(now + timeout);
         self.stats.connections_opened_count += 1;
         self.stats.connections_current += 1;

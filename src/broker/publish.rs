@@ -619,7 +619,7 @@ impl ShardCore {
         reason: ReasonCode,
     ) -> Packet {
         let mut ack = Ack::success(id);
-        if self.conns.get(&conn).is_some_and(Conn::is_v5) {
+        if self.conns.get(&conn).is_some_and(|c| c.is_v5()) {
             ack.reason_code = reason;
         }
         kind(ack)

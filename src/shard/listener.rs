@@ -43,8 +43,14 @@ pub fn bind_socket(addr: SocketAddr) -> io::Result<Socket> {
 }
 
 /// This shard's listening socket for `addr`, as a glommio listener.
+///
+/// TCP_NODELAY is set here, once: accepted sockets inherit it from the listener (Linux
+/// copies the listener's TCP state into each new socket), which spares every connect a
+/// `setsockopt`. MQTT packets are small and latency-sensitive, and writes are already
+/// batched per tick.
 pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = bind_socket(addr)?;
+    socket.set_nodelay(true)?;
     socket.listen(LISTEN_BACKLOG)?;
     let fd = socket.into_raw_fd();
     // SAFETY: `fd` was just released by a bound, listening socket we own; the listener
@@ -92,5 +98,28 @@ pub async fn accept_loop<C: Core>(shard: Rc<Shard<C>>, listener: TcpListener) {
                 glommio::timer::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections get TCP_NODELAY from the listening socket, with no call of their own.
+    #[test]
+    fn accepted_connections_inherit_nodelay() {
+        let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(64 * 1024)
+            .spawn(|| async {
+                let listener = listen("127.0.0.1:0".parse().expect("literal address"))
+                    .expect("listen on loopback");
+                let addr = listener.local_addr().expect("bound");
+                let client = std::thread::spawn(move || std::net::TcpStream::connect(addr));
+                let accepted = listener.accept().await.expect("accept");
+                let _client = client.join().expect("client thread").expect("connect");
+                accepted.nodelay().expect("getsockopt")
+            })
+            .expect("executor starts");
+        assert!(handle.join().expect("executor runs"));
     }
 }

@@ -65,6 +65,9 @@ impl Shared {
 }
 
 /// How the core reaches one connection's task: flags it sets, a waker to wake it.
+///
+/// One per connection, idle ones included, so it is kept small (56 bytes): the rare
+/// parting state (hand-off, last bytes before a close) sits behind one box.
 #[derive(Default)]
 pub struct ConnSignal {
     pub writable: Cell<bool>,
@@ -72,17 +75,47 @@ pub struct ConnSignal {
     /// The runtime, not the core, asked for the close (stopping): the core must then be
     /// told the connection is gone.
     pub closed_by_runtime: Cell<bool>,
-    pub handoff: RefCell<Option<(ShardId, BytesMut)>>,
-    /// What the core had pending for the connection when it asked to close it, taken at
-    /// once so the core may forget the connection right after `Close`.
-    pub last_bytes: RefCell<Option<BytesMut>>,
     /// Set while the connection's own task is running: it rechecks its flags before it
     /// sleeps, so waking it would only cost a spurious poll.
     pub running: Cell<bool>,
     /// The mesh's pushing-back episode in which this connection stopped reading and left
     /// its waker with the mesh (see [`crate::mesh::Mesh::pushing_back`]).
     pub paused_in_epoch: Cell<Option<u64>>,
+    /// Set once, when the connection is leaving: to another shard, or closing.
+    pub parting: RefCell<Option<Box<Parting>>>,
     waker: Cell<Option<Waker>>,
+}
+
+/// How a connection leaves, as the core asked.
+#[derive(Debug)]
+pub enum Parting {
+    /// Hand the socket to shard `.0` with the bytes already received.
+    HandOff(ShardId, BytesMut),
+    /// What the core had pending for the connection when it asked to close it, taken at
+    /// once so the core may forget the connection right after `Close`; `None` once taken.
+    LastBytes(Option<BytesMut>),
+}
+
+impl ConnSignal {
+    /// Takes the hand-off, if the core asked for one.
+    pub fn take_handoff(&self) -> Option<(ShardId, BytesMut)> {
+        let mut parting = self.parting.borrow_mut();
+        if !matches!(parting.as_deref(), Some(Parting::HandOff(..))) {
+            return None;
+        }
+        match parting.take().map(|p| *p) {
+            Some(Parting::HandOff(to, received)) => Some((to, received)),
+            _ => None,
+        }
+    }
+
+    /// Takes the last bytes of a closing connection (once).
+    pub fn take_last_bytes(&self) -> Option<BytesMut> {
+        match self.parting.borrow_mut().as_deref_mut() {
+            Some(Parting::LastBytes(last)) => last.take(),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for ConnSignal {
@@ -245,13 +278,13 @@ impl<C: Core> Shard<C> {
                     let last = self.core.borrow_mut().take_outgoing(conn);
                     self.signal(conn, |s| {
                         s.writable.set(false);
-                        *s.last_bytes.borrow_mut() = Some(last);
+                        *s.parting.borrow_mut() = Some(Box::new(Parting::LastBytes(Some(last))));
                         s.close.set(true);
                     })
                 }
-                CoreOutput::HandOff { conn, to, received } => {
-                    self.signal(conn, |s| *s.handoff.borrow_mut() = Some((to, received)))
-                }
+                CoreOutput::HandOff { conn, to, received } => self.signal(conn, |s| {
+                    *s.parting.borrow_mut() = Some(Box::new(Parting::HandOff(to, received)))
+                }),
                 CoreOutput::Mesh { to, msg } => self.mesh.push(to, Envelope::Core(msg)),
             }
         }

@@ -30,12 +30,9 @@ pub struct TcpTransport {
 }
 
 impl TcpTransport {
-    /// Wraps an accepted or adopted stream; sets TCP_NODELAY because MQTT packets are
-    /// small and latency-sensitive, and writes are already batched per tick.
+    /// Wraps an accepted stream. TCP_NODELAY comes with it from the listening socket
+    /// (see [`super::listener::listen`]), not from a `setsockopt` per connection.
     pub fn new(stream: TcpStream) -> TcpTransport {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY failed");
-        }
         TcpTransport { stream }
     }
 
