@@ -374,15 +374,9 @@ impl ShardCore {
                 self.stats.packet_too_large_dropped_count += 1;
                 return;
             }
-            let id = session.inflight.insert(delivery.clone());
-            write_delivery(
-                conn,
-                (&delivery).into(),
-                Some(id),
-                false,
-                now,
-                &mut self.stats,
-            );
+            // Moved into the window and written from there, not cloned (see `drain`).
+            let (id, delivery) = session.inflight.insert_get(delivery);
+            write_delivery(conn, delivery.into(), Some(id), false, now, &mut self.stats);
             self.record(DurableChange::InflightSent {
                 session: key,
                 packet_id: id,
@@ -427,7 +421,7 @@ impl ShardCore {
             return;
         };
         let session = &mut client.session;
-        let mut sent = Vec::new();
+        let mut sent = std::mem::take(&mut self.sent_ids);
         let mut dropped_count = 0;
         while conn.out.len() < max_out && session.inflight.has_room() {
             let Some(delivery) = session.queue.pop() else {
@@ -446,10 +440,15 @@ impl ShardCore {
                 }
                 Ok(()) => {}
             }
-            let id = (delivery.qos != QoS::AtMostOnce)
-                .then(|| session.inflight.insert(delivery.clone()));
-            write_delivery(conn, (&delivery).into(), id, false, now, &mut self.stats);
-            sent.extend(id);
+            if delivery.qos == QoS::AtMostOnce {
+                write_delivery(conn, (&delivery).into(), None, false, now, &mut self.stats);
+            } else {
+                // Moved into the window and written from there: no clone of the
+                // delivery (an atomic count on the shared message) per message.
+                let (id, delivery) = session.inflight.insert_get(delivery);
+                write_delivery(conn, delivery.into(), Some(id), false, now, &mut self.stats);
+                sent.push(id);
+            }
         }
         if dropped_count > 0 {
             self.record(DurableChange::QueueDropped {
@@ -457,12 +456,14 @@ impl ShardCore {
                 dropped_count,
             });
         }
-        for id in sent {
+        for &id in &sent {
             self.record(DurableChange::InflightSent {
                 session: key,
                 packet_id: id,
             });
         }
+        sent.clear();
+        self.sent_ids = sent;
         self.signal_session(key);
     }
 

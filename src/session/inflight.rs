@@ -64,6 +64,12 @@ impl Inflight {
 
     /// Takes a free packet id for `delivery` (QoS 1 or 2) and records it as sent.
     pub fn insert(&mut self, delivery: Delivery) -> PacketId {
+        self.insert_get(delivery).0
+    }
+
+    /// [`Inflight::insert`], also lending the delivery back as stored, so a caller writes
+    /// it from the window rather than cloning it first.
+    pub fn insert_get(&mut self, delivery: Delivery) -> (PacketId, &Delivery) {
         debug_assert!(delivery.qos != QoS::AtMostOnce, "QoS 0 is never inflight");
         debug_assert!(self.has_room(), "inflight window overrun");
         // At most `window` (< 65535) ids are in use, so a free one is always found.
@@ -76,7 +82,10 @@ impl Inflight {
         self.next_id = id.next();
         self.entries
             .push_back((id, InflightState::Published(delivery)));
-        id
+        match self.entries.back() {
+            Some((_, InflightState::Published(stored))) => (id, stored),
+            _ => unreachable!("the entry was pushed just above"),
+        }
     }
 
     /// PUBACK: true if `id` was a QoS 1 delivery awaiting it (now complete).
