@@ -438,7 +438,7 @@ fn publish(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     retain,
                     topic,
                     packet_id,
-                    properties,
+                    properties: properties.into(),
                     payload,
                 })
             },

@@ -386,6 +386,20 @@ mod timing {
         buf.freeze()
     }
 
+    /// Every PUBLISH is moved from the decoder through routing and dropped: its size is a
+    /// per-message cost. The properties stay out of line (one pointer, `None` when unset).
+    /// `Packet` is still held at 256 B by `ConnAck`'s inline properties; this guards that it
+    /// does not grow further.
+    #[test]
+    fn publish_stays_small() {
+        assert_eq!(
+            std::mem::size_of::<crate::protocol::BoxedPublishProperties>(),
+            std::mem::size_of::<usize>()
+        );
+        assert!(std::mem::size_of::<Publish>() <= 80);
+        assert!(std::mem::size_of::<Packet>() <= 256);
+    }
+
     #[test]
     #[ignore = "prints sizes for the report"]
     fn packet_sizes() {
