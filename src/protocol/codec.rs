@@ -400,6 +400,37 @@ mod timing {
         assert!(std::mem::size_of::<Packet>() <= 256);
     }
 
+    /// Unset properties are not allocated, read as empty, and compare by content.
+    #[test]
+    fn boxed_publish_properties_allocate_only_when_set() {
+        use crate::protocol::{BoxedPublishProperties, PublishProperties};
+        let mut none = BoxedPublishProperties::default();
+        assert!(none.is_empty() && none.get_mut().is_none());
+        // Boxing an empty set keeps nothing, so it still equals the absent one.
+        let mut empty = BoxedPublishProperties::new(PublishProperties::default());
+        assert!(empty.get_mut().is_none());
+        assert_eq!(none, empty);
+        let mut set = BoxedPublishProperties::default();
+        set.make_mut().message_expiry_interval_s = Some(5);
+        assert_eq!(set.message_expiry_interval_s, Some(5));
+        assert_ne!(set, none);
+        // Cleared again, an allocated set equals an absent one.
+        if let Some(properties) = set.get_mut() {
+            properties.message_expiry_interval_s = None;
+        }
+        assert_eq!(set, none);
+        assert_eq!(set.into_inner(), PublishProperties::default());
+        // A v5 PUBLISH with a zero property length decodes to the unallocated form.
+        let Ok(Some(Packet::Publish(mut publish))) = decode(
+            &mut BytesMut::from(&sample_frame(ProtocolVersion::V5)[..]),
+            Some(ProtocolVersion::V5),
+            1 << 20,
+        ) else {
+            panic!("sample frame decodes");
+        };
+        assert!(publish.properties.get_mut().is_none());
+    }
+
     #[test]
     #[ignore = "prints sizes for the report"]
     fn packet_sizes() {
