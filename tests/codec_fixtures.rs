@@ -672,11 +672,11 @@ fn mosquitto_broker_v311_answers() {
     let expected: [(&[u8], Packet); 8] = [
         (
             &connack,
-            Packet::ConnAck(ConnAck {
+            Packet::ConnAck(Box::new(ConnAck {
                 session_present: false,
                 reason_code: ReasonCode::Success,
                 properties: ConnAckProperties::default(),
-            }),
+            })),
         ),
         (
             &suback,
@@ -758,7 +758,7 @@ fn mosquitto_broker_v5_answers() {
         0x00, // c/#: Success
     ];
 
-    let connack_packet = Packet::ConnAck(ConnAck {
+    let connack_packet = Packet::ConnAck(Box::new(ConnAck {
         session_present: false,
         reason_code: ReasonCode::Success,
         properties: ConnAckProperties {
@@ -766,7 +766,7 @@ fn mosquitto_broker_v5_answers() {
             receive_maximum: NonZeroU16::new(20),
             ..ConnAckProperties::default()
         },
-    });
+    }));
     assert_eq!(decode_fixture(&connack, Some(V5)), connack_packet);
     // Mosquitto lists topic alias maximum before receive maximum: either order is valid.
     assert_reencodes_equivalently(&connack_packet, V5, &connack);

@@ -275,7 +275,7 @@ impl RawClient {
 
     pub fn connack(&mut self) -> ConnAck {
         match self.recv() {
-            Packet::ConnAck(a) => a,
+            Packet::ConnAck(a) => *a,
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }
