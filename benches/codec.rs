@@ -22,8 +22,8 @@ use bytestring::ByteString;
 use criterion::{criterion_group, Criterion};
 
 use culex::protocol::{
-    decode, ClientId, Connect, ConnectProperties, Packet, PacketId, ProtocolVersion, Publish,
-    PublishProperties, QoS, TopicName, UserProperty, Will, WillProperties,
+    decode, ClientId, Connect, ConnectProperties, Packet, PacketId, ProtocolVersion, Publish, QoS,
+    TopicName, UserProperty, Will, WillProperties,
 };
 
 /// Frames per refill of the read buffer: large enough that refilling (untimed) is rare,
@@ -39,7 +39,7 @@ fn publish_qos1() -> Packet {
         retain: false,
         topic: TopicName::parse("sensors/room1/temperature").expect("valid topic"),
         packet_id: PacketId::new(4242),
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         payload: Bytes::from(vec![0xA5; 64]),
     })
 }

@@ -270,7 +270,8 @@ fn per_client_limits_answer_with_the_right_code() {
     p.properties = PublishProperties {
         topic_alias: std::num::NonZeroU16::new(5),
         ..PublishProperties::default()
-    };
+    }
+    .into();
     aliaser.send(&Packet::Publish(p));
     let d = aliaser.expect_closed().expect("told why");
     assert_eq!(d.reason_code, ReasonCode::TopicAliasInvalid);

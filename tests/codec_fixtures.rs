@@ -173,7 +173,7 @@ fn mosquitto_pub_v31_publish_qos0_retained_and_disconnect() {
         retain: true,
         topic: topic("a/b"),
         packet_id: None,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         payload: Bytes::from_static(b"hi"),
     });
     assert_eq!(packet, expected);
@@ -226,7 +226,7 @@ fn mosquitto_pub_v311_connect_and_publish_qos1_retained() {
         retain: true,
         topic: topic("x/y/z"),
         packet_id: Some(pid(1)),
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         payload: Bytes::from_static(b"hello"),
     });
     assert_eq!(packet, expected);
@@ -250,7 +250,7 @@ fn mosquitto_pub_v311_publish_qos2_and_pubrel() {
         retain: false,
         topic: topic("t"),
         packet_id: Some(pid(1)),
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         payload: Bytes::from_static(b"q2"),
     });
     assert_eq!(packet, expected);
@@ -326,7 +326,8 @@ fn mosquitto_pub_v5_publish_qos2_with_properties_pubrel_disconnect() {
             message_expiry_interval_s: Some(30),
             user_properties: vec![user("a", "b")],
             ..PublishProperties::default()
-        },
+        }
+        .into(),
         payload: Bytes::from_static(b"v5"),
     });
     assert_eq!(packet, expected);
@@ -408,7 +409,7 @@ fn mosquitto_pub_v5_connect_with_will_properties_and_publish_qos1() {
         retain: false,
         topic: topic("q/1"),
         packet_id: Some(pid(1)),
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         payload: Bytes::from_static(b"m"),
     });
     assert_eq!(packet, expected);
@@ -438,7 +439,8 @@ fn mosquitto_pub_v5_publish_qos0_retained_with_format_and_content_type() {
             payload_format_indicator: Some(true),
             content_type: Some(text("text/plain")),
             ..PublishProperties::default()
-        },
+        }
+        .into(),
         payload: Bytes::from_static(b"zero"),
     });
     assert_eq!(packet, expected);
@@ -670,11 +672,11 @@ fn mosquitto_broker_v311_answers() {
     let expected: [(&[u8], Packet); 8] = [
         (
             &connack,
-            Packet::ConnAck(ConnAck {
+            Packet::ConnAck(Box::new(ConnAck {
                 session_present: false,
                 reason_code: ReasonCode::Success,
                 properties: ConnAckProperties::default(),
-            }),
+            })),
         ),
         (
             &suback,
@@ -692,7 +694,7 @@ fn mosquitto_broker_v311_answers() {
                 retain: false,
                 topic: topic("a/b"),
                 packet_id: Some(pid(1)),
-                properties: PublishProperties::default(),
+                properties: Default::default(),
                 payload: Bytes::from_static(b"p1"),
             }),
         ),
@@ -756,7 +758,7 @@ fn mosquitto_broker_v5_answers() {
         0x00, // c/#: Success
     ];
 
-    let connack_packet = Packet::ConnAck(ConnAck {
+    let connack_packet = Packet::ConnAck(Box::new(ConnAck {
         session_present: false,
         reason_code: ReasonCode::Success,
         properties: ConnAckProperties {
@@ -764,7 +766,7 @@ fn mosquitto_broker_v5_answers() {
             receive_maximum: NonZeroU16::new(20),
             ..ConnAckProperties::default()
         },
-    });
+    }));
     assert_eq!(decode_fixture(&connack, Some(V5)), connack_packet);
     // Mosquitto lists topic alias maximum before receive maximum: either order is valid.
     assert_reencodes_equivalently(&connack_packet, V5, &connack);
@@ -786,7 +788,7 @@ fn mosquitto_broker_v5_answers() {
                 retain: false,
                 topic: topic("a/b"),
                 packet_id: Some(pid(1)),
-                properties: PublishProperties::default(),
+                properties: Default::default(),
                 payload: Bytes::from_static(b"p1"),
             }),
         ),
@@ -949,7 +951,7 @@ fn rumqttc_v311_packets() -> Vec<Packet> {
             retain: false,
             topic: topic("rc/v311/a"),
             packet_id: Some(pid(1)),
-            properties: PublishProperties::default(),
+            properties: Default::default(),
             payload: Bytes::from_static(b"hello"),
         }),
         Packet::Publish(Publish {
@@ -958,7 +960,7 @@ fn rumqttc_v311_packets() -> Vec<Packet> {
             retain: true,
             topic: topic("rc/q2"),
             packet_id: Some(pid(2)),
-            properties: PublishProperties::default(),
+            properties: Default::default(),
             payload: Bytes::from_static(b"two"),
         }),
         Packet::PubRel(Ack::success(pid(2))),
@@ -1013,7 +1015,8 @@ fn rumqttc_v5_packets() -> Vec<Packet> {
                 user_properties: vec![user("k", "v")],
                 content_type: Some(text("text/plain")),
                 ..PublishProperties::default()
-            },
+            }
+            .into(),
             payload: Bytes::from_static(b"hi"),
         }),
         Packet::Publish(Publish {
@@ -1022,7 +1025,7 @@ fn rumqttc_v5_packets() -> Vec<Packet> {
             retain: true,
             topic: topic("rc/q2"),
             packet_id: Some(pid(2)),
-            properties: PublishProperties::default(),
+            properties: Default::default(),
             payload: Bytes::from_static(b"two"),
         }),
         Packet::PubRel(Ack::success(pid(2))),

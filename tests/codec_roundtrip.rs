@@ -375,11 +375,11 @@ fn connack(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
             // [MQTT-3.2.2-4, MQTT-3.2.2-6].
             let session_present =
                 present && version != ProtocolVersion::V3_1 && reason_code == ReasonCode::Success;
-            Packet::ConnAck(ConnAck {
+            Packet::ConnAck(Box::new(ConnAck {
                 session_present,
                 reason_code,
                 properties,
-            })
+            }))
         })
 }
 
@@ -438,7 +438,7 @@ fn publish(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     retain,
                     topic,
                     packet_id,
-                    properties,
+                    properties: properties.into(),
                     payload,
                 })
             },
@@ -588,10 +588,10 @@ fn disconnect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
 
 fn auth() -> impl Strategy<Value = Packet> {
     (reason_for(ReasonContext::Auth), auth_properties()).prop_map(|(reason_code, properties)| {
-        Packet::Auth(Auth {
+        Packet::Auth(Box::new(Auth {
             reason_code,
             properties,
-        })
+        }))
     })
 }
 
@@ -869,10 +869,10 @@ fn auth_is_refused_before_v5() {
     let mut buf = BytesMut::from(frame);
     assert_eq!(
         decode(&mut buf, Some(ProtocolVersion::V5), NO_LIMIT),
-        Ok(Some(Packet::Auth(Auth {
+        Ok(Some(Packet::Auth(Box::new(Auth {
             reason_code: ReasonCode::Success,
             properties: AuthProperties::default(),
-        })))
+        }))))
     );
 }
 

@@ -276,10 +276,10 @@ fn auth_packet_without_method_is_a_protocol_error() {
     let sock = net.client(V5, "authpkt");
     net.send(
         sock,
-        &Packet::Auth(Auth {
+        &Packet::Auth(Box::new(Auth {
             reason_code: ReasonCode::ReAuthenticate,
             properties: AuthProperties::default(),
-        }),
+        })),
     );
     assert_eq!(
         disconnect_code(&net.recv(sock)),

@@ -310,7 +310,8 @@ fn v5_properties_are_forwarded_unchanged() {
             value: "v".into(),
         }],
         ..PublishProperties::default()
-    };
+    }
+    .into();
     let sent = msg.properties.clone();
     net.send(p, &Packet::Publish(msg));
     let got = net.recv(sub);
@@ -632,11 +633,11 @@ fn topic_alias_from_the_client() {
     let (sub, p) = pair(&mut net, V5);
     net.subscribe(sub, "long/topic/name", QoS::AtMostOnce);
     let mut set = publish("long/topic/name", QoS::AtMostOnce, None, b"1");
-    set.properties.topic_alias = NonZeroU16::new(3);
+    set.properties.make_mut().topic_alias = NonZeroU16::new(3);
     net.send(p, &Packet::Publish(set));
     let mut by_alias = publish("long/topic/name", QoS::AtMostOnce, None, b"2");
     by_alias.topic = culex::protocol::TopicName::empty_for_alias();
-    by_alias.properties.topic_alias = NonZeroU16::new(3);
+    by_alias.properties.make_mut().topic_alias = NonZeroU16::new(3);
     net.send(p, &Packet::Publish(by_alias));
     let got = net.recv(sub);
     let got = publishes(&got);
@@ -645,7 +646,7 @@ fn topic_alias_from_the_client() {
     assert!(got.iter().all(|m| m.properties.topic_alias.is_none()));
     // Alias 11 is above the maximum of 10.
     let mut bad = publish("x", QoS::AtMostOnce, None, b"");
-    bad.properties.topic_alias = NonZeroU16::new(11);
+    bad.properties.make_mut().topic_alias = NonZeroU16::new(11);
     net.send(p, &Packet::Publish(bad));
     assert_eq!(
         disconnect_code(&net.recv(p)),
@@ -660,7 +661,7 @@ fn unknown_topic_alias_is_a_protocol_error() {
     let p = net.client(V5, "p");
     let mut m = publish("x", QoS::AtMostOnce, None, b"");
     m.topic = culex::protocol::TopicName::empty_for_alias();
-    m.properties.topic_alias = NonZeroU16::new(1);
+    m.properties.make_mut().topic_alias = NonZeroU16::new(1);
     net.send(p, &Packet::Publish(m));
     assert_eq!(
         disconnect_code(&net.recv(p)),
@@ -680,7 +681,7 @@ fn message_expiry_counts_down_and_expired_messages_are_not_delivered() {
     for (payload, expiry) in [(&b"short"[..], 2u32), (b"long", 10)] {
         let mut m = publish("e", QoS::AtLeastOnce, Some(pid(1)), b"");
         m.payload = bytes::Bytes::copy_from_slice(payload);
-        m.properties.message_expiry_interval_s = Some(expiry);
+        m.properties.make_mut().message_expiry_interval_s = Some(expiry);
         net.send(p, &Packet::Publish(m));
     }
     net.advance(Duration::from_secs(4));
@@ -704,7 +705,7 @@ fn an_unacknowledged_message_that_expired_offline_frees_its_slot() {
     net.subscribe(sub, "e", QoS::AtLeastOnce);
     let p = net.client(V5, "p");
     let mut m = publish("e", QoS::AtLeastOnce, Some(pid(1)), b"short-lived");
-    m.properties.message_expiry_interval_s = Some(2);
+    m.properties.make_mut().message_expiry_interval_s = Some(2);
     net.send(p, &Packet::Publish(m));
     assert_eq!(payloads(&net.recv(sub)), vec!["short-lived"]);
     net.lose(sub); // never acknowledged
@@ -808,8 +809,8 @@ fn fan_out_gives_each_subscriber_the_publish_of_its_own_version_and_options() {
     let p = net.client(V5, "p");
     let mut msg = publish("f/t", QoS::AtMostOnce, None, &[b'x'; 40]);
     msg.retain = true;
-    msg.properties.message_expiry_interval_s = Some(60);
-    msg.properties.content_type = Some("text/plain".into());
+    msg.properties.make_mut().message_expiry_interval_s = Some(60);
+    msg.properties.make_mut().content_type = Some("text/plain".into());
     net.send(p, &Packet::Publish(msg.clone()));
     net.send(p, &Packet::Publish(msg));
 

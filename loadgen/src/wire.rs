@@ -448,8 +448,8 @@ mod tests {
                     payload: Bytes::from(vec![0x5A; 200]),
                 };
                 if version.is_v5() {
-                    publish.properties.message_expiry_interval_s = Some(9);
-                    publish.properties.content_type = Some("x/y".into());
+                    publish.properties.make_mut().message_expiry_interval_s = Some(9);
+                    publish.properties.make_mut().content_type = Some("x/y".into());
                 }
                 let mut buf = BytesMut::new();
                 Packet::Publish(publish.clone())

@@ -108,10 +108,10 @@ impl ShardCore {
             .conns
             .get(&conn)
             .map_or(u32::MAX, |c| c.max_packet_bytes);
-        if reason_string_too_large(&Packet::ConnAck(ack.clone()), max_bytes) {
+        if reason_string_too_large(&Packet::ConnAck(Box::new(ack.clone())), max_bytes) {
             ack.properties.reason_string = None;
         }
-        self.send(conn, &Packet::ConnAck(ack));
+        self.send(conn, &Packet::ConnAck(Box::new(ack)));
         self.close_now(conn);
     }
 
@@ -193,12 +193,12 @@ impl ShardCore {
         };
         self.send(
             conn,
-            &Packet::ConnAck(ConnAck {
+            &Packet::ConnAck(Box::new(ConnAck {
                 // MQTT 3.1 has no Session Present flag: the byte is reserved, sent as 0.
                 session_present: session_present && version != ProtocolVersion::V3_1,
                 reason_code: ReasonCode::Success,
                 properties,
-            }),
+            })),
         );
         tracing::debug!(?conn, client_id = %connect.client_id, session_present, "connected");
         if session_present {

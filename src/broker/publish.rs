@@ -48,7 +48,9 @@ impl ShardCore {
                     return self.protocol_error(conn, error.reason_code(), now);
                 }
             }
-            publish.properties.topic_alias = None;
+            if let Some(properties) = publish.properties.get_mut() {
+                properties.topic_alias = None;
+            }
         } else if publish.topic.is_empty() {
             return self.protocol_error(conn, ReasonCode::TopicNameInvalid, now);
         }
@@ -125,7 +127,9 @@ impl ShardCore {
         let expires_at = Message::expiry_from(publish.properties.message_expiry_interval_s, now);
         publish.dup = false;
         publish.packet_id = None;
-        publish.properties.subscription_identifiers.clear();
+        if let Some(properties) = publish.properties.get_mut() {
+            properties.subscription_identifiers.clear();
+        }
         let message = Arc::new(Message {
             publish,
             expires_at,
@@ -174,8 +178,10 @@ impl ShardCore {
     fn store_retained(&mut self, message: &Message) {
         let publish = &message.publish;
         let mut properties = publish.properties.clone();
-        properties.topic_alias = None;
-        properties.subscription_identifiers.clear();
+        if let Some(properties) = properties.get_mut() {
+            properties.topic_alias = None;
+            properties.subscription_identifiers.clear();
+        }
         let retained = RetainedMessage {
             topic: publish.topic.clone(),
             payload: publish.payload.clone(),
@@ -768,7 +774,7 @@ fn publish_at(
         None => std::borrow::Cow::Borrowed(&message.publish),
         Some(left) => {
             let mut publish = message.publish.clone();
-            publish.properties.message_expiry_interval_s = Some(left);
+            publish.properties.make_mut().message_expiry_interval_s = Some(left);
             std::borrow::Cow::Owned(publish)
         }
     })

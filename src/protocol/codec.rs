@@ -91,7 +91,7 @@ fn decode_body(
     check_flags(packet_type, flags)?;
     Ok(match packet_type {
         1 => Packet::Connect(Box::new(Connect::decode(body)?)),
-        2 => Packet::ConnAck(ConnAck::decode(body, version)?),
+        2 => Packet::ConnAck(Box::new(ConnAck::decode(body, version)?)),
         4 => Packet::PubAck(Ack::decode(4, ReasonContext::PubAck, body, version)?),
         5 => Packet::PubRec(Ack::decode(5, ReasonContext::PubRec, body, version)?),
         6 => Packet::PubRel(Ack::decode(6, ReasonContext::PubRel, body, version)?),
@@ -109,7 +109,7 @@ fn decode_body(
             Packet::PingResp
         }
         14 => Packet::Disconnect(Disconnect::decode(body, version)?),
-        _ => Packet::Auth(Auth::decode(body)?),
+        _ => Packet::Auth(Box::new(Auth::decode(body)?)),
     })
 }
 
@@ -384,6 +384,51 @@ mod timing {
             .encode(version, &mut buf)
             .expect("valid publish");
         buf.freeze()
+    }
+
+    /// Every PUBLISH is moved from the decoder through routing and dropped: its size is a
+    /// per-message cost. The properties stay out of line (one pointer, `None` when unset).
+    /// `ConnAck` and `Auth` are boxed for the same reason; `Disconnect` (104 B) now sets
+    /// `Packet`'s size.
+    #[test]
+    fn publish_stays_small() {
+        assert_eq!(
+            std::mem::size_of::<crate::protocol::BoxedPublishProperties>(),
+            std::mem::size_of::<usize>()
+        );
+        assert!(std::mem::size_of::<Publish>() <= 80);
+        assert!(std::mem::size_of::<Packet>() <= 104);
+    }
+
+    /// Unset properties are not allocated, read as empty, and compare by content.
+    #[test]
+    fn boxed_publish_properties_allocate_only_when_set() {
+        use crate::protocol::{BoxedPublishProperties, PublishProperties};
+        let mut none = BoxedPublishProperties::default();
+        assert!(none.is_empty() && none.get_mut().is_none());
+        // Boxing an empty set keeps nothing, so it still equals the absent one.
+        let mut empty = BoxedPublishProperties::new(PublishProperties::default());
+        assert!(empty.get_mut().is_none());
+        assert_eq!(none, empty);
+        let mut set = BoxedPublishProperties::default();
+        set.make_mut().message_expiry_interval_s = Some(5);
+        assert_eq!(set.message_expiry_interval_s, Some(5));
+        assert_ne!(set, none);
+        // Cleared again, an allocated set equals an absent one.
+        if let Some(properties) = set.get_mut() {
+            properties.message_expiry_interval_s = None;
+        }
+        assert_eq!(set, none);
+        assert_eq!(set.into_inner(), PublishProperties::default());
+        // A v5 PUBLISH with a zero property length decodes to the unallocated form.
+        let Ok(Some(Packet::Publish(mut publish))) = decode(
+            &mut BytesMut::from(&sample_frame(ProtocolVersion::V5)[..]),
+            Some(ProtocolVersion::V5),
+            1 << 20,
+        ) else {
+            panic!("sample frame decodes");
+        };
+        assert!(publish.properties.get_mut().is_none());
     }
 
     #[test]

@@ -125,6 +125,94 @@ impl PublishProperties {
     }
 }
 
+/// Nothing set: what an absent [`BoxedPublishProperties`] reads as. `Vec::new` allocates
+/// nothing, so this needs no lazy initialisation.
+static NO_PUBLISH_PROPERTIES: PublishProperties = PublishProperties {
+    payload_format_indicator: None,
+    message_expiry_interval_s: None,
+    topic_alias: None,
+    response_topic: None,
+    correlation_data: None,
+    user_properties: Vec::new(),
+    subscription_identifiers: Vec::new(),
+    content_type: None,
+};
+
+/// [`PublishProperties`] kept out of line, as they appear in [`Publish`](super::Publish).
+///
+/// Inline they are 160 bytes that every PUBLISH decoded, moved, routed and dropped pays
+/// to copy and to drop, although most carry no property at all. Here they are one
+/// pointer: `None` while nothing is set, so the common case allocates nothing and drops
+/// for free. Reading goes through `Deref` (an absent set reads as all-empty); writing is
+/// explicit, through [`make_mut`](Self::make_mut) (which allocates) or
+/// [`get_mut`](Self::get_mut) (which does not), so a hot path cannot allocate by
+/// accident. Equality compares contents: an allocated but empty set equals an absent one.
+#[derive(Clone, Default)]
+pub struct BoxedPublishProperties(Option<Box<PublishProperties>>);
+
+impl BoxedPublishProperties {
+    /// Boxes `properties`, unless nothing is set.
+    pub fn new(properties: PublishProperties) -> BoxedPublishProperties {
+        if properties.is_empty() {
+            BoxedPublishProperties(None)
+        } else {
+            BoxedPublishProperties(Some(Box::new(properties)))
+        }
+    }
+
+    /// The properties for writing, allocating an empty set first if none was.
+    pub fn make_mut(&mut self) -> &mut PublishProperties {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    /// The properties for writing if any were allocated; `None` means all are unset, so a
+    /// caller that only clears fields has nothing to do.
+    pub fn get_mut(&mut self) -> Option<&mut PublishProperties> {
+        self.0.as_deref_mut()
+    }
+
+    /// The properties by value (a default set when none was allocated).
+    pub fn into_inner(self) -> PublishProperties {
+        self.0
+            .map_or_else(PublishProperties::default, |boxed| *boxed)
+    }
+}
+
+impl std::ops::Deref for BoxedPublishProperties {
+    type Target = PublishProperties;
+
+    fn deref(&self) -> &PublishProperties {
+        self.0.as_deref().unwrap_or(&NO_PUBLISH_PROPERTIES)
+    }
+}
+
+impl From<PublishProperties> for BoxedPublishProperties {
+    fn from(properties: PublishProperties) -> BoxedPublishProperties {
+        BoxedPublishProperties::new(properties)
+    }
+}
+
+impl PartialEq for BoxedPublishProperties {
+    fn eq(&self, other: &BoxedPublishProperties) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for BoxedPublishProperties {}
+
+impl PartialEq<PublishProperties> for BoxedPublishProperties {
+    fn eq(&self, other: &PublishProperties) -> bool {
+        **self == *other
+    }
+}
+
+/// Prints as the properties themselves, boxed or not.
+impl std::fmt::Debug for BoxedPublishProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// Properties of PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK: a reason string and
 /// user properties.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

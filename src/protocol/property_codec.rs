@@ -10,8 +10,9 @@ use bytestring::ByteString;
 
 use super::error::DecodeError;
 use super::properties::{
-    id, AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PublishProperties, SubscribeProperties, UnsubscribeProperties, UserProperty, WillProperties,
+    id, AckProperties, AuthProperties, BoxedPublishProperties, ConnAckProperties,
+    ConnectProperties, DisconnectProperties, PublishProperties, SubscribeProperties,
+    UnsubscribeProperties, UserProperty, WillProperties,
 };
 use super::topic::TopicName;
 use super::types::QoS;
@@ -163,6 +164,19 @@ pub(crate) fn read_properties<P: PropertySet>(
         set.apply(property, value)?;
     }
     Ok(set)
+}
+
+const PUBLISH_TYPE: u8 = 3;
+
+/// PUBLISH properties, boxed only when present: a zero property length (the common case)
+/// builds nothing, neither the 160-byte set nor its box.
+pub(crate) fn read_publish_properties(
+    reader: &mut Reader,
+) -> Result<BoxedPublishProperties, DecodeError> {
+    if reader.skip_zero() {
+        return Ok(BoxedPublishProperties::default());
+    }
+    read_properties::<PublishProperties>(reader, PUBLISH_TYPE).map(BoxedPublishProperties::new)
 }
 
 /// Inside the property block, running out of bytes means the length was wrong.

@@ -50,6 +50,16 @@ impl Reader {
         Ok(self.buf.get_u32())
     }
 
+    /// Consumes the next byte if it is zero: the one-byte form of an empty property block.
+    pub(crate) fn skip_zero(&mut self) -> bool {
+        if self.buf.first() == Some(&0) {
+            self.buf.advance(1);
+            true
+        } else {
+            false
+        }
+    }
+
     /// A variable byte integer: at most 4 bytes, in its shortest form.
     pub(crate) fn varint(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         match read_varint(&self.buf)? {

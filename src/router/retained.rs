@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
-use crate::protocol::{PublishProperties, QoS, TopicFilter, TopicName};
+use crate::protocol::{BoxedPublishProperties, QoS, TopicFilter, TopicName};
 
 /// A retained message as it will be sent to new subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct RetainedMessage {
     pub topic: TopicName,
     pub payload: Bytes,
     pub qos: QoS,
-    pub properties: PublishProperties,
+    pub properties: BoxedPublishProperties,
     /// When it stops being retained (message expiry); `None` never.
     pub expires_at: Option<Instant>,
 }
@@ -294,7 +294,7 @@ mod tests {
             topic: topic(name),
             payload: Bytes::from_static(payload),
             qos: QoS::AtLeastOnce,
-            properties: PublishProperties::default(),
+            properties: BoxedPublishProperties::default(),
             expires_at,
         }
     }

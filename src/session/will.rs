@@ -43,7 +43,7 @@ pub fn will_message(will: &Will, now: Instant) -> Arc<Message> {
             retain: will.retain,
             topic: will.topic.clone(),
             packet_id: None,
-            properties,
+            properties: properties.into(),
             payload: will.payload.clone(),
         },
         expires_at: Message::expiry_from(p.message_expiry_interval_s, now),

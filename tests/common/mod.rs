@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use culex::protocol::{
     decode, ClientId, ConnAck, Connect, ConnectProperties, Disconnect, Packet, PacketId,
-    ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode, SubAck, Subscribe,
-    SubscribeProperties, SubscriptionOptions, TopicFilter, TopicName, Will,
+    ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, SubscribeProperties,
+    SubscriptionOptions, TopicFilter, TopicName, Will,
 };
 use culex::router::{home_shard, ShardId};
 
@@ -275,7 +275,7 @@ impl RawClient {
 
     pub fn connack(&mut self) -> ConnAck {
         match self.recv() {
-            Packet::ConnAck(a) => a,
+            Packet::ConnAck(a) => *a,
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }
@@ -362,7 +362,7 @@ pub fn publish_packet(topic: &str, payload: &[u8], qos: QoS, id: u16, retain: bo
         retain,
         topic: TopicName::parse(topic.to_string()).expect("test topics are valid"),
         packet_id: (qos != QoS::AtMostOnce).then(|| pid(id)),
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         payload: Bytes::copy_from_slice(payload),
     }
 }

@@ -13,8 +13,8 @@ use culex::broker::{ConnId, CoreConfig, MeshMessage, Output, ShardCore, ShardId}
 use culex::limits::Limits;
 use culex::protocol::{
     decode, Ack, ClientId, Connect, ConnectProperties, Disconnect, Packet, PacketId,
-    ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode, Subscribe, SubscribeProperties,
-    SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, Will,
+    ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscribeProperties, SubscriptionOptions,
+    TopicFilter, TopicName, Unsubscribe, Will,
 };
 use culex::router::home_shard;
 
@@ -383,7 +383,7 @@ pub fn publish(topic: &str, qos: QoS, id: Option<PacketId>, payload: &'static [u
         retain: false,
         topic: TopicName::parse(topic).expect("valid topic"),
         packet_id: id,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         payload: Bytes::from_static(payload),
     }
 }

@@ -325,11 +325,11 @@ mod tests {
         let packet = round_trip(&[0x20, 0x02, 0x01, 0x00], ProtocolVersion::V3_1_1);
         assert_eq!(
             packet,
-            Packet::ConnAck(ConnAck {
+            Packet::ConnAck(Box::new(ConnAck {
                 session_present: true,
                 reason_code: ReasonCode::Success,
                 properties: ConnAckProperties::default(),
-            })
+            }))
         );
         let frame = [
             0x20, 0x06, // CONNACK, remaining length 6

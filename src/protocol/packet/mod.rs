@@ -38,7 +38,9 @@ pub enum PacketType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
     Connect(Box<Connect>),
-    ConnAck(ConnAck),
+    /// Boxed, like `Connect`: once per connection, and its inline properties (256 B) would
+    /// otherwise set the size every PUBLISH-carrying `Packet` is moved at.
+    ConnAck(Box<ConnAck>),
     Publish(Publish),
     PubAck(Ack),
     PubRec(Ack),
@@ -51,7 +53,8 @@ pub enum Packet {
     PingReq,
     PingResp,
     Disconnect(Disconnect),
-    Auth(Auth),
+    /// Boxed for the same reason as `ConnAck` (128 B, rare).
+    Auth(Box<Auth>),
 }
 
 impl Packet {

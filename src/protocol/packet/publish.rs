@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::properties::{AckProperties, PublishProperties};
+use crate::protocol::properties::{AckProperties, BoxedPublishProperties};
 use crate::protocol::{PacketId, QoS, ReasonCode, TopicName};
 
 /// PUBLISH. `packet_id` is `Some` exactly when `qos` is 1 or 2.
@@ -14,8 +14,9 @@ pub struct Publish {
     /// Empty only for an MQTT 5 PUBLISH that names its topic by alias.
     pub topic: TopicName,
     pub packet_id: Option<PacketId>,
-    /// Empty before MQTT 5.
-    pub properties: PublishProperties,
+    /// Empty before MQTT 5. Out of line: most PUBLISH packets carry none, and a one-pointer
+    /// field keeps `Publish` small to move and cheap to drop.
+    pub properties: BoxedPublishProperties,
     /// A slice of the read buffer: shared, never copied per subscriber.
     pub payload: Bytes,
 }
@@ -46,7 +47,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 use crate::protocol::error::{DecodeError, EncodeError};
 use crate::protocol::frame::MAX_REMAINING_LENGTH;
 use crate::protocol::property_codec::{
-    read_properties, write_properties, write_publish_properties,
+    read_properties, read_publish_properties, write_properties, write_publish_properties,
 };
 use crate::protocol::reason::ReasonContext;
 use crate::protocol::topic::TopicError;
@@ -121,10 +122,10 @@ impl Publish {
         } else {
             Some(read_packet_id(&mut reader)?)
         };
-        let properties: PublishProperties = if version.is_v5() {
-            read_properties(&mut reader, PUBLISH_TYPE)?
+        let properties = if version.is_v5() {
+            read_publish_properties(&mut reader)?
         } else {
-            PublishProperties::default()
+            BoxedPublishProperties::default()
         };
         // An empty name is allowed only when a topic alias stands in for it [MQTT-3.3.2-1].
         let topic = if topic_text.is_empty() {
