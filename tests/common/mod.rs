@@ -23,6 +23,8 @@ use culex::router::{home_shard, ShardId};
 
 /// How long a test waits for any one thing before failing rather than hanging.
 pub const WAIT: Duration = Duration::from_secs(5);
+/// Starts tried before a test gives up (see `Broker::start_with`).
+const START_ATTEMPTS: u32 = 5;
 
 /// A `culex` process on 127.0.0.1 and its own port.
 pub struct Broker {
@@ -45,6 +47,19 @@ impl Broker {
     }
 
     fn start_with(shards: u16, config: Option<&str>) -> Broker {
+        // `free_port` releases the port before culex binds it, so another socket (often a
+        // client's ephemeral port) can take it meanwhile; culex then exits with "address in
+        // use". Such a start is retried on a fresh port.
+        for _ in 0..START_ATTEMPTS {
+            let mut broker = Broker::spawn(shards, config);
+            if broker.wait_listening() {
+                return broker;
+            }
+        }
+        panic!("culex did not start listening in {START_ATTEMPTS} attempts");
+    }
+
+    fn spawn(shards: u16, config: Option<&str>) -> Broker {
         let port = free_port();
         // CULEX_BIN runs another build (a release binary, for measurements).
         let program =
@@ -75,22 +90,27 @@ impl Broker {
                 Stdio::null()
             });
         let child = cmd.spawn().expect("the culex binary runs");
-        let broker = Broker {
+        Broker {
             child: Some(child),
             port,
             shards,
             config: config_path,
-        };
-        broker.wait_listening();
-        broker
+        }
     }
 
-    fn wait_listening(&self) {
+    /// Waits until the broker accepts; false if it exited first (its port was taken).
+    fn wait_listening(&mut self) -> bool {
         let deadline = Instant::now() + WAIT;
         while TcpStream::connect(self.addr()).is_err() {
+            let child = self.child.as_mut().expect("just spawned");
+            if child.try_wait().expect("the child can be polled").is_some() {
+                self.child = None;
+                return false;
+            }
             assert!(Instant::now() < deadline, "culex did not start listening");
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
 
     pub fn addr(&self) -> SocketAddr {
