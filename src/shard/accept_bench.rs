@@ -4,6 +4,7 @@
 //! `cargo test --release --lib shard::accept_bench -- --ignored --nocapture`.
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,16 @@ use super::listener;
 
 const CLIENTS: usize = 4;
 const PER_CLIENT: usize = 1500;
+
+/// The broker's listening socket, made blocking again and given to glommio: this bench
+/// compares glommio's two ways of accepting (io_uring accept), not the broker's epoll.
+fn glommio_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = listener::listen(addr)?;
+    socket.set_nonblocking(false)?;
+    // SAFETY: `into_raw_fd` releases sole ownership of a listening socket; the glommio
+    // listener becomes its only owner.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
 
 fn executor() -> LocalExecutorBuilder {
     LocalExecutorBuilder::new(Placement::Fixed(0)).io_memory(64 * 1024)
@@ -64,7 +75,7 @@ fn reuseport() -> f64 {
             let (accepted, stop, ready) = (accepted.clone(), stop.clone(), ready_tx.clone());
             executor()
                 .spawn(move || async move {
-                    let l = listener::listen(addr).expect("reuseport bind");
+                    let l = glommio_listener(addr).expect("reuseport bind");
                     ready.send(()).expect("bench waits");
                     accept_until(&l, &accepted, &stop, |s| drop(s.bind_to_executor())).await;
                 })
@@ -106,7 +117,7 @@ fn shared_accept() -> f64 {
         executor()
             .spawn(move || async move {
                 let tx = tx.connect().await;
-                let l = listener::listen("127.0.0.1:0".parse().expect("literal address"))
+                let l = glommio_listener("127.0.0.1:0".parse().expect("literal address"))
                     .expect("loopback binds");
                 addr_tx
                     .send(l.local_addr().expect("bound"))

@@ -4,15 +4,15 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::future;
-use glommio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::core::Core;
+use super::readiness::READABLE;
 use super::runtime::Shard;
 use super::transport::TcpTransport;
 
@@ -22,6 +22,8 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// Pause after an accept error (EMFILE, ENFILE, ENOMEM) so a full descriptor table does
 /// not turn the accept loop into a busy loop.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// Connections accepted per turn of the accept loop before it lets other tasks run.
+const ACCEPT_BUDGET: u32 = 64;
 
 /// A socket bound to `addr` with SO_REUSEPORT (so every shard can bind it) and
 /// SO_REUSEADDR (so a restart is not refused while old connections sit in TIME_WAIT).
@@ -42,61 +44,123 @@ pub fn bind_socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// This shard's listening socket for `addr`, as a glommio listener.
+/// This shard's listening socket for `addr`, non-blocking, to be registered with the
+/// shard's epoll by [`accept_loop`].
 ///
 /// TCP_NODELAY is set here, once: accepted sockets inherit it from the listener (Linux
 /// copies the listener's TCP state into each new socket), which spares every connect a
 /// `setsockopt`. MQTT packets are small and latency-sensitive, and writes are already
 /// batched per tick.
-pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+pub fn listen(addr: SocketAddr) -> io::Result<Socket> {
     let socket = bind_socket(addr)?;
     socket.set_nodelay(true)?;
+    socket.set_nonblocking(true)?;
     socket.listen(LISTEN_BACKLOG)?;
-    let fd = socket.into_raw_fd();
-    // SAFETY: `fd` was just released by a bound, listening socket we own; the listener
-    // becomes its only owner and closes it when dropped.
-    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+    Ok(socket)
 }
 
-/// Accepts until the shard stops.
-pub async fn accept_loop<C: Core>(shard: Rc<Shard<C>>, listener: TcpListener) {
+/// Accepts until the shard stops: woken by the listener's readiness edge, it accepts
+/// until EAGAIN (every connect queued since, one `accept4` each, no `fcntl`), with a
+/// budget per turn so a connect storm does not starve the connections already open.
+pub async fn accept_loop<C: Core>(shard: Rc<Shard<C>>, listener: Socket) {
+    let readiness = shard.readiness.clone();
+    let key = match readiness.register(listener.as_raw_fd()) {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the listening socket; not accepting");
+            return;
+        }
+    };
     // Accept errors in a row: a full descriptor table fails every accept until a
     // connection closes, so it is logged when it starts and when it ends, not every pause.
     let mut failures_count: u64 = 0;
-    loop {
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            shard.stop.wait().await;
-            None
-        })
+    'serve: loop {
+        let ready = future::or(
+            async {
+                future::poll_fn(|cx| readiness.poll_ready(key, READABLE, cx)).await;
+                true
+            },
+            async {
+                shard.stop.wait().await;
+                false
+            },
+        )
         .await;
-        match accepted {
-            None => return,
-            Some(Ok(stream)) => {
-                if failures_count > 0 {
-                    tracing::warn!(failures_count, "accepting again after failed accepts");
-                    failures_count = 0;
+        if !ready {
+            break 'serve;
+        }
+        for _ in 0..ACCEPT_BUDGET {
+            match accept(&listener) {
+                Ok(Some(fd)) => {
+                    if failures_count > 0 {
+                        tracing::warn!(failures_count, "accepting again after failed accepts");
+                        failures_count = 0;
+                    }
+                    if !shard.shared.try_open_connection() {
+                        // At max_connections: close before reading anything, as
+                        // Mosquitto does; the core never sees it.
+                        tracing::debug!("max_connections reached, refusing a connection");
+                        continue;
+                    }
+                    match TcpTransport::register(fd, &readiness) {
+                        Ok(io) => shard.open(io, None),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot watch an accepted socket; closing it");
+                            shard.shared.connection_closed();
+                        }
+                    }
                 }
-                if shard.shared.try_open_connection() {
-                    shard.open(TcpTransport::new(stream), None);
-                } else {
-                    // At max_connections: close before reading anything, as Mosquitto
-                    // does; the core never sees it.
-                    tracing::debug!("max_connections reached, refusing a connection");
+                Ok(None) => {
+                    readiness.clear(key, READABLE);
+                    continue 'serve;
+                }
+                Err(e) => {
+                    if failures_count == 0 {
+                        tracing::warn!(
+                            error = %e,
+                            connections = shard.open_count(),
+                            "accept failed; retrying every {ACCEPT_ERROR_PAUSE:?} until it works"
+                        );
+                    } else {
+                        tracing::debug!(error = %e, failures_count, "accept failed again");
+                    }
+                    failures_count += 1;
+                    // The listener stays flagged readable: the pending connects are
+                    // retried after the pause without waiting for a new edge.
+                    glommio::timer::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue 'serve;
                 }
             }
-            Some(Err(e)) => {
-                if failures_count == 0 {
-                    tracing::warn!(
-                        error = %e,
-                        connections = shard.open_count(),
-                        "accept failed; retrying every {ACCEPT_ERROR_PAUSE:?} until it works"
-                    );
-                } else {
-                    tracing::debug!(error = %e, failures_count, "accept failed again");
-                }
-                failures_count += 1;
-                glommio::timer::sleep(ACCEPT_ERROR_PAUSE).await;
-            }
+        }
+        // Budget spent, connects may remain (still flagged readable): let the others run.
+        futures_lite::future::yield_now().await;
+    }
+    readiness.release(key);
+}
+
+/// One `accept4`: a non-blocking, close-on-exec socket, `None` when none is pending.
+/// A connection that failed before it was accepted (ECONNABORTED) is skipped.
+fn accept(listener: &Socket) -> io::Result<Option<OwnedFd>> {
+    loop {
+        // SAFETY: null address pointers ask for no peer address; the descriptor is our
+        // listening socket, open for the call.
+        let fd = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor from the kernel that nothing else owns.
+            return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) => return Ok(None),
+            Some(libc::EINTR) | Some(libc::ECONNABORTED) => {}
+            _ => return Err(e),
         }
     }
 }
@@ -108,18 +172,29 @@ mod tests {
     /// Connections get TCP_NODELAY from the listening socket, with no call of their own.
     #[test]
     fn accepted_connections_inherit_nodelay() {
-        let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(64 * 1024)
-            .spawn(|| async {
-                let listener = listen("127.0.0.1:0".parse().expect("literal address"))
-                    .expect("listen on loopback");
-                let addr = listener.local_addr().expect("bound");
-                let client = std::thread::spawn(move || std::net::TcpStream::connect(addr));
-                let accepted = listener.accept().await.expect("accept");
-                let _client = client.join().expect("client thread").expect("connect");
-                accepted.nodelay().expect("getsockopt")
-            })
-            .expect("executor starts");
-        assert!(handle.join().expect("executor runs"));
+        let listener =
+            listen("127.0.0.1:0".parse().expect("literal address")).expect("listen on loopback");
+        let addr = listener
+            .local_addr()
+            .expect("bound")
+            .as_socket()
+            .expect("an IP socket");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
+        // The handshake is done once connect returns; accept may still race it briefly.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let accepted = loop {
+            match accept(&listener).expect("accept4") {
+                Some(fd) => break Socket::from(fd),
+                None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                None => panic!("no connection to accept"),
+            }
+        };
+        assert!(accepted.nodelay().expect("getsockopt"));
+        assert!(
+            accepted.nonblocking().expect("fcntl"),
+            "accept4 made it non-blocking"
+        );
     }
 }

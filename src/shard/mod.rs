@@ -10,11 +10,13 @@
 //! | `connection.rs` | one connection's read/write/close/hand-off task              |
 //! | `runtime.rs`    | a shard's live state; `pump`, the one place outputs happen   |
 //! | `transport.rs`  | the byte-pipe seam (TCP now; TLS, WebSocket later)           |
+//! | `readiness.rs`  | one epoll per shard: socket readiness, the poller task       |
 //! | `core.rs`       | the `Core` trait the runtime drives (`ShardCore` implements) |
 
 mod connection;
 pub mod core;
 mod listener;
+mod readiness;
 mod runtime;
 pub mod start;
 pub mod transport;

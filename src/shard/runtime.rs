@@ -18,7 +18,8 @@ use crate::mesh::Mesh;
 
 use super::connection;
 use super::core::{Core, CoreOutput};
-use super::transport::Transport;
+use super::readiness::Readiness;
+use super::transport::{TcpTransport, Transport};
 
 /// Bytes of the per-shard read buffer every connection reads into in turn. 64 KiB lets
 /// one `recv` take a burst of small publishes; only the core keeps what it needs.
@@ -183,6 +184,8 @@ pub struct Shard<C: Core> {
     pub mesh: Rc<Mesh<Envelope<C::Msg>>>,
     pub shared: Arc<Shared>,
     pub scratch: RefCell<Box<[u8]>>,
+    /// The shard's epoll: readiness of its listeners and connections.
+    pub readiness: Rc<Readiness>,
     pub stop: StopSignal,
     conns: RefCell<FxHashMap<ConnId, Rc<ConnSignal>>>,
     next_conn: Cell<u32>,
@@ -204,6 +207,7 @@ impl<C: Core> Shard<C> {
         core: C,
         mesh: Rc<Mesh<Envelope<C::Msg>>>,
         shared: Arc<Shared>,
+        readiness: Rc<Readiness>,
     ) -> Self {
         Shard {
             id,
@@ -211,6 +215,7 @@ impl<C: Core> Shard<C> {
             mesh,
             shared,
             scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
+            readiness,
             stop: StopSignal::default(),
             conns: RefCell::new(FxHashMap::default()),
             next_conn: Cell::new(0),
@@ -322,7 +327,13 @@ impl<C: Core> Shard<C> {
                     self.shared.connection_closed();
                     return;
                 }
-                self.open(super::transport::TcpTransport::from_fd(fd), Some(received));
+                match TcpTransport::register(fd, &self.readiness) {
+                    Ok(io) => self.open(io, Some(received)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch an adopted socket; closing it");
+                        self.shared.connection_closed();
+                    }
+                }
             }
         }
     }

@@ -21,6 +21,7 @@ use crate::mesh::{self, Mesh, MeshLinks};
 
 use super::core::Core;
 use super::listener;
+use super::readiness::Readiness;
 use super::runtime::{Envelope, Shard, Shared};
 
 /// How often a shard ticks its core (keepalive sweep, expiries) and looks for a stop.
@@ -291,7 +292,27 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
     };
     let (mesh, inbound) = Mesh::connect(links, backlog_messages, sheddable).await;
     let mesh = Rc::new(mesh);
-    let shard = Rc::new(Shard::new(id, core, mesh.clone(), shared.clone()));
+    // Room for every connection the broker may hold (all may end up on this shard) and
+    // this shard's listeners.
+    let slots = shared
+        .max_connections
+        .saturating_add(u32::try_from(addrs.len()).unwrap_or(u32::MAX));
+    let readiness = match Readiness::new(slots) {
+        Ok(r) => Rc::new(r),
+        Err(e) => {
+            let why = format!("shard {}: cannot create its epoll instance: {e}", id.0);
+            let _ = ready.send(Err(StartError::Executor(why)));
+            return;
+        }
+    };
+    glommio::spawn_local(readiness.clone().run()).detach();
+    let shard = Rc::new(Shard::new(
+        id,
+        core,
+        mesh.clone(),
+        shared.clone(),
+        readiness,
+    ));
     glommio::spawn_local(mesh.clone().run_flusher()).detach();
     for (from, rx) in inbound {
         let shard = shard.clone();

@@ -2,12 +2,11 @@
 //! implement the same [`Transport`] later without touching the connection driver.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::pin::Pin;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use futures_lite::io::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
+use super::readiness::{Readiness, SlotKey, READABLE, WRITABLE};
 
 /// A connection's byte stream, polled by the connection driver on its executor.
 pub trait Transport: Sized + 'static {
@@ -22,53 +21,132 @@ pub trait Transport: Sized + 'static {
     fn into_fd(self) -> io::Result<OwnedFd>;
 }
 
-/// Plain TCP on a glommio stream (readiness-based: the read buffer is only borrowed during
-/// the `recv`, so an idle connection pins none).
+/// Plain TCP on a non-blocking socket registered with the shard's [`Readiness`]: `recv`
+/// and `send` directly, parked in the readiness slot when the socket would block. The
+/// read buffer is only borrowed during the `recv`, so an idle connection pins none.
 #[derive(Debug)]
 pub struct TcpTransport {
-    stream: TcpStream,
+    /// `None` only once handed off (see [`Transport::into_fd`]).
+    fd: Option<OwnedFd>,
+    key: SlotKey,
+    readiness: Rc<Readiness>,
 }
 
 impl TcpTransport {
-    /// Wraps an accepted stream. TCP_NODELAY comes with it from the listening socket
-    /// (see [`super::listener::listen`]), not from a `setsockopt` per connection.
-    pub fn new(stream: TcpStream) -> TcpTransport {
-        TcpTransport { stream }
+    /// Registers a non-blocking socket (accepted here or adopted from another shard) with
+    /// the shard's epoll. TCP_NODELAY comes with an accepted socket from the listening
+    /// socket (see [`super::listener::listen`]), not from a `setsockopt` per connection.
+    pub fn register(fd: OwnedFd, readiness: &Rc<Readiness>) -> io::Result<TcpTransport> {
+        let key = readiness.register(fd.as_raw_fd())?;
+        Ok(TcpTransport {
+            fd: Some(fd),
+            key,
+            readiness: readiness.clone(),
+        })
     }
 
-    /// Adopts a socket handed over by another shard.
-    pub fn from_fd(fd: OwnedFd) -> TcpTransport {
-        let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
-        // SAFETY: `raw` comes from an `OwnedFd` we just consumed, so it is an open socket
-        // descriptor that nothing else owns or will close; the stream takes sole ownership.
-        let stream = unsafe { TcpStream::from_raw_fd(raw) };
-        TcpTransport { stream }
+    fn raw(&self) -> libc::c_int {
+        self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
 }
 
 impl Transport for TcpTransport {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        loop {
+            if self
+                .readiness
+                .poll_ready(self.key, READABLE, cx)
+                .is_pending()
+            {
+                return Poll::Pending;
+            }
+            // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which we borrow
+            // mutably for the call; the descriptor is ours and open.
+            let n = unsafe {
+                libc::recv(
+                    self.raw(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                let n = n as usize;
+                // A short read emptied the receive queue: data arriving after it raises a
+                // new edge, so skip the `recv` that would only say EAGAIN. (A hang-up
+                // already seen stays flagged and keeps the slot readable.)
+                if n > 0 && n < buf.len() {
+                    self.readiness.clear(self.key, READABLE);
+                }
+                return Poll::Ready(Ok(n));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => self.readiness.clear(self.key, READABLE),
+                io::ErrorKind::Interrupted => {}
+                _ => return Poll::Ready(Err(e)),
+            }
+        }
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_shutdown_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_close(cx)
-    }
-
-    fn into_fd(self) -> io::Result<OwnedFd> {
-        // glommio's stream cannot give its descriptor up, so duplicate it and let the
-        // stream close the original (with its pending readiness poll) when dropped.
-        // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor the stream keeps open for the
-        // duration of the call; it touches no memory of ours.
-        let dup = unsafe { libc::fcntl(self.stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        if dup < 0 {
-            return Err(io::Error::last_os_error());
+        loop {
+            if self
+                .readiness
+                .poll_ready(self.key, WRITABLE, cx)
+                .is_pending()
+            {
+                return Poll::Pending;
+            }
+            // SAFETY: send reads at most `buf.len()` bytes from `buf`, borrowed for the
+            // call; the descriptor is ours and open. MSG_NOSIGNAL: a peer that is gone is
+            // an error here, not a SIGPIPE for the process.
+            let n = unsafe {
+                libc::send(
+                    self.raw(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Poll::Ready(Ok(n as usize));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => self.readiness.clear(self.key, WRITABLE),
+                io::ErrorKind::Interrupted => {}
+                _ => return Poll::Ready(Err(e)),
+            }
         }
-        // SAFETY: `dup` is a fresh descriptor returned by the kernel, owned by no one else.
-        Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+    }
+
+    fn poll_shutdown_write(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // SAFETY: shutdown takes a descriptor we own and a flag; no memory.
+        if unsafe { libc::shutdown(self.raw(), libc::SHUT_WR) } < 0 {
+            return Poll::Ready(Err(io::Error::last_os_error()));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn into_fd(mut self) -> io::Result<OwnedFd> {
+        let fd = self
+            .fd
+            .take()
+            .expect("the descriptor is taken only here, which consumes the transport");
+        // Off this shard's epoll before another shard registers it in its own.
+        self.readiness.deregister(fd.as_raw_fd(), self.key)?;
+        Ok(fd)
+    }
+}
+
+impl Drop for TcpTransport {
+    fn drop(&mut self) {
+        if let Some(fd) = self.fd.take() {
+            // Closing the only descriptor of the socket removes it from the epoll
+            // instance; free the slot first so no event is delivered for it.
+            self.readiness.release(self.key);
+            drop(fd);
+        }
     }
 }
