@@ -411,7 +411,15 @@ async fn stop_shard<C: Core>(shard: &Rc<Shard<C>>, shard_count: u16) {
     shard.close_all();
     wait_closed(shard).await;
     let mesh = shard.mesh.stats();
-    tracing::debug!(shard = shard.id.0, ?mesh, "shard stopped");
+    let r = &shard.readiness;
+    tracing::debug!(
+        shard = shard.id.0,
+        ?mesh,
+        readiness_full = r.full_count.get(),
+        readiness_stale = r.stale_count.get(),
+        readiness_arms = r.arm_count.get(),
+        "shard stopped"
+    );
 }
 
 /// Waits (bounded) until the shard has no open connection.
