@@ -448,6 +448,41 @@ mod tests {
         ));
     }
 
+    /// A write that would block parks; the peer reading makes room, and that edge (no
+    /// new data, only EPOLLOUT) wakes the writer, which then goes on.
+    #[test]
+    fn a_full_send_buffer_resumes_when_the_peer_reads() {
+        use std::io::Read;
+        let r = Rc::new(Readiness::new(8).expect("epoll"));
+        let (mut client, fd) = pair();
+        let mut io = TcpTransport::register(fd, &r).expect("register");
+        let (woken, waker) = waker();
+        let chunk = [7u8; 64 * 1024];
+        let mut written = 0usize;
+        loop {
+            match io.poll_write(&mut Context::from_waker(&waker), &chunk) {
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => panic!("send failed: {e}"),
+                Poll::Pending => break,
+            }
+            assert!(written < 256 * 1024 * 1024, "the send buffer never filled");
+        }
+        r.harvest();
+        let before = woken.0.load(Ordering::Relaxed);
+        // Drain everything written so far: the kernel's send buffer empties.
+        let mut sink = vec![0u8; written];
+        client.read_exact(&mut sink).expect("read what was written");
+        assert!(harvest_some(&r) > 0);
+        assert!(
+            woken.0.load(Ordering::Relaxed) > before,
+            "room to write wakes the writer"
+        );
+        assert!(matches!(
+            io.poll_write(&mut Context::from_waker(&waker), &chunk),
+            Poll::Ready(Ok(n)) if n > 0
+        ));
+    }
+
     /// Data and FIN seen in one event: the short read that returns the data must not
     /// hide the end of stream, which raises no further edge.
     #[test]
