@@ -326,8 +326,16 @@ impl Readiness {
     /// a POLL_ADD on theirs when constructed, and a read then waits for that poll. So a
     /// fresh `dup` of the epoll fd is wrapped in a glommio `UnixStream` and read: once the
     /// poll fired, the read fails (ENOTSOCK, it is no socket), which means "ready". A
-    /// stream cannot be re-armed after that, hence a new dup per wait: a `fcntl` and a
-    /// `close` per sleep of the shard's sockets, whatever the number of events taken.
+    /// stream cannot be re-armed after that, hence a new dup per wait.
+    ///
+    /// Measured cost of one wait: `fcntl` + the failing `recvfrom` + `close` + one
+    /// `epoll_wait`, and a POLL_ADD; ~75 instructions of user space per wait (callgrind).
+    /// Under load it is nothing (strace, 100 QoS 1 pairs unpaced: 480 waits for 341k
+    /// messages); at 2,000 msg/s, where the shard sleeps between messages, it is the
+    /// price of each wake-up (16.2 syscalls per message against 10.2 with a glommio
+    /// stream per socket). A public glommio call that arms a poll on a descriptor (its
+    /// reactor has one, `poll_read_ready`, crate-private in 0.9) would leave only the
+    /// `epoll_wait`.
     pub async fn run(self: Rc<Self>) {
         let mut byte = [0u8; 1];
         loop {
