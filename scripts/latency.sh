@@ -5,7 +5,8 @@
 # message for each broker. Target: p99 <= 300 us, p99.9 <= 1 ms.
 #
 #   scripts/latency.sh [ROUNDS]      (CULEX, LOADGEN, MOSQUITTO override the binaries;
-#                                     BROKER_CPU / LOAD_CPU the cores; DURATION seconds)
+#                                     BROKER_CPU / LOAD_CPU the cores; DURATION seconds;
+#                                     SPIN_US="0 50" runs Culex once per `spin_us` value)
 #
 # NICE=1 runs broker and loadgen at nice -20: on a machine shared with compilers an ordinary
 # thread waits for its core for milliseconds, and that wait, not the broker, becomes the
@@ -26,6 +27,8 @@ PORT=${PORT:-$((20000 + RANDOM % 20000))}
 NICE=${NICE:-0}
 # The loadgen polls this long before sleeping (--spin-us): see loadgen/README.md.
 LOAD_SPIN_US=${LOAD_SPIN_US:-1000}
+# Culex's own `spin_us` values to compare (empty: its default).
+SPIN_US=${SPIN_US:-}
 prio=()
 [[ $NICE == 1 ]] && prio=(nice -n -20)
 work=$(mktemp -d)
@@ -106,6 +109,13 @@ PY
 
 for round in $(seq "$ROUNDS"); do
     echo "round $round (pairs $PAIRS, $RATE msg/s, broker on CPU $BROKER_CPU, loadgen on $LOAD_CPU, NICE=$NICE)"
-    run culex "$CULEX" --shards 1 --cpus "$BROKER_CPU" -p "$PORT"
+    if [[ -z $SPIN_US ]]; then
+        run culex "$CULEX" --shards 1 --cpus "$BROKER_CPU" -p "$PORT"
+    fi
+    for spin in $SPIN_US; do
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\nspin_us %s\n' "$PORT" "$spin" \
+            >"$work/culex-spin$spin.conf"
+        run "culex-s$spin" "$CULEX" --shards 1 --cpus "$BROKER_CPU" -c "$work/culex-spin$spin.conf"
+    done
     run mosquitto "$MOSQUITTO" -c "$work/mosquitto.conf"
 done

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         cpus: settings.cpus.clone(),
         max_connections: settings.limits.max_connections,
         mesh_backlog_messages: settings.limits.mesh_backlog_messages,
+        spin: std::time::Duration::from_micros(u64::from(settings.spin_us)),
         stop,
     };
     let core_config = CoreConfig {

@@ -128,12 +128,18 @@ pub struct FileConfig {
     pub message_size_limit_bytes: Option<u32>,
     pub shards: Option<u16>,
     pub cpus: Option<Vec<usize>>,
+    pub spin_us: u32,
     pub log: LogSettings,
     /// Notes for the operator (deprecated options), logged once logging is up.
     pub warnings: Vec<String>,
     log_type_seen: bool,
     log_dest_seen: bool,
 }
+
+/// `spin_us` unless the file says otherwise. See `culex.conf.example` for the trade-off.
+pub const SPIN_US_DEFAULT: u32 = 0;
+/// One second: past that, spinning is just a busy loop.
+pub const SPIN_US_MAX: u32 = 1_000_000;
 
 impl FileConfig {
     fn new() -> FileConfig {
@@ -149,6 +155,7 @@ impl FileConfig {
             message_size_limit_bytes: None,
             shards: None,
             cpus: None,
+            spin_us: SPIN_US_DEFAULT,
             log: LogSettings::mosquitto_default(),
             warnings: Vec::new(),
             log_type_seen: false,
@@ -448,6 +455,7 @@ impl FileConfig {
             }
             "log_dest" => self.apply_log_dest(line)?,
             "shards" => self.shards = Some(line.int_u16(1, u16::MAX)?),
+            "spin_us" => self.spin_us = line.int_u32(0, SPIN_US_MAX)?,
             "cpus" => {
                 let text = line.value()?;
                 let list = CpuList::parse(text)

@@ -39,6 +39,8 @@ pub struct Settings {
     pub shards: Option<u16>,
     /// CPUs to pin shards to, ascending and distinct; `None`: every allowed CPU.
     pub cpus: Option<Vec<usize>>,
+    /// `spin_us` (Culex): how long an idle shard polls for work before it sleeps.
+    pub spin_us: u32,
     pub log: LogSettings,
     pub config_file: Option<PathBuf>,
     /// Notes for the operator (deprecated options, ignored `-p`), to log once logging is up.
@@ -128,6 +130,7 @@ fn resolve(file: Option<FileConfig>, cli_ports: &[u16]) -> Settings {
         retain_available: file.retain_available,
         shards: file.shards,
         cpus: file.cpus,
+        spin_us: file.spin_us,
         log: file.log,
         config_file: None,
         warnings: file.warnings,

@@ -30,6 +30,7 @@ fn with_listeners(listeners: Vec<SocketAddr>) -> Settings {
         retain_available: true,
         shards: None,
         cpus: None,
+        spin_us: super::file::SPIN_US_DEFAULT,
         log: LogSettings::mosquitto_default(),
         config_file: Some(PathBuf::from("t.conf")),
         warnings: vec![],
@@ -78,12 +79,13 @@ fn good_files() {
             },
         ),
         (
-            "listener 1883\nallow_anonymous false\nallow_anonymous 1\nretain_available false\nshards 3\ncpus 0-1,4\n",
+            "listener 1883\nallow_anonymous false\nallow_anonymous 1\nretain_available false\nshards 3\ncpus 0-1,4\nspin_us 50\n",
             Settings {
                 allow_anonymous: true,
                 retain_available: false,
                 shards: Some(3),
                 cpus: Some(vec![0, 1, 4]),
+                spin_us: 50,
                 ..with_listeners(any(1883))
             },
         ),
@@ -271,6 +273,7 @@ fn bad_lines_name_file_line_and_reason() {
         ("persistence true", "'persistence true' is supported by Mosquitto, not yet by Culex"),
         ("protocol websockets", "'protocol websockets' is supported by Mosquitto, not yet by Culex"),
         ("shards 0", "invalid value '0' for 'shards': expected a whole number from 1 to 65535"),
+        ("spin_us 1000001", "invalid value '1000001' for 'spin_us': expected a whole number from 0 to 1000000"),
         ("cpus 0-3,2", "invalid value '0-3,2' for 'cpus': expected a CPU list like 0-3,6 (CPU 2 appears twice (in '2'))"),
         ("connect_timeout_ms 0", "invalid value '0' for 'connect_timeout_ms': expected a whole number from 1 to 3600000"),
         ("max_topic_levels 0", "invalid value '0' for 'max_topic_levels': expected a whole number from 1 to 65535"),

@@ -58,6 +58,9 @@ pub struct RuntimeConfig {
     pub cpus: Option<Vec<usize>>,
     pub max_connections: u32,
     pub mesh_backlog_messages: u32,
+    /// How long an idle shard keeps polling for work before it sleeps (zero: it sleeps at
+    /// once).
+    pub spin: Duration,
     /// Setting it stops the broker. Made before `start` so a signal handler can hold it
     /// from the first moment the broker listens.
     pub stop: Arc<AtomicBool>,
@@ -216,16 +219,21 @@ where
             ready: ready_tx.clone(),
             bell,
         };
-        // No `spin_before_park`: an idle shard sleeps at once. Each sleep and wake-up costs
-        // glommio 8 syscalls (7 io_uring_enter over its rings, re-arming and cancelling its
-        // preemption timers, and a membarrier) and ~13k of the ~17k user-space instructions a
-        // message takes at 1,000 msg/s (callgrind; the core's own part is ~3k), so at modest
-        // rates that, not MQTT, is most of a shard's CPU. Spinning avoids it only by keeping the core busy between messages: at
-        // 20k msg/s (one every 50 us) that is a whole core. See scripts/latency.sh.
-        let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        // `spin_before_park` (`spin_us`): an idle shard polls its rings for that long after
+        // its last work before it sleeps. Each sleep and wake-up costs glommio 8 syscalls
+        // (io_uring_enter over its rings, its preemption timer, a membarrier) and ~13k of the
+        // ~17k user-space instructions a message takes at 1,000 msg/s (callgrind), plus the
+        // scheduler's wake-up latency, which is what the latency tail is made of. Spinning
+        // costs at most `spin` of CPU per wake-up: little at low rates, a whole core once
+        // messages come more often than that. See scripts/latency.sh.
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("culex-shard-{i}"))
-            .io_memory(IO_MEMORY_BYTES)
-            .spawn(move || async move { run_shard(make_core(id, shard_count), plan).await });
+            .io_memory(IO_MEMORY_BYTES);
+        if !config.spin.is_zero() {
+            builder = builder.spin_before_park(config.spin);
+        }
+        let spawned =
+            builder.spawn(move || async move { run_shard(make_core(id, shard_count), plan).await });
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {

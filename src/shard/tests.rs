@@ -208,6 +208,7 @@ fn config(shards: u16, max_connections: u32) -> RuntimeConfig {
         cpus: None,
         max_connections,
         mesh_backlog_messages: 1000,
+        spin: Duration::ZERO,
         stop: Default::default(),
     }
 }
@@ -289,6 +290,36 @@ fn echoes_and_closes_after_flushing() {
     assert!(c.at_eof());
     running.stop();
     running.wait().unwrap();
+}
+
+/// A shard that spins before it parks (`spin_us`) serves, sleeps between bursts, and
+/// still stops when asked: the stop flag is seen while spinning, not only after a wake-up.
+#[test]
+fn spinning_shards_serve_and_stop() {
+    let running = start(
+        RuntimeConfig {
+            spin: Duration::from_millis(1),
+            ..config(2, 100)
+        },
+        |id, _| ScriptCore::new(id),
+    )
+    .expect("broker starts");
+    let addr = running.local_addrs()[0];
+    for _ in 0..3 {
+        let mut c = Client::connect(addr);
+        c.send("ping\n");
+        assert_eq!(c.line(), "ping\n");
+        // Longer than the spin, so the shard parks between clients.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopping = Instant::now();
+    running.stop();
+    running.wait().unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        stopping.elapsed()
+    );
 }
 
 /// Outputs the core produces while the runtime takes a connection's bytes (a queue
