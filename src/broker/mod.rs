@@ -45,7 +45,7 @@ pub use durable::DurableChange;
 pub use stats::Stats;
 
 use crate::limits::Limits;
-use crate::protocol::{decode, ClientId, Packet, PacketId, ReasonCode, TopicFilter};
+use crate::protocol::{decode, Ack, ClientId, Packet, PacketId, ReasonCode, TopicFilter};
 use crate::router::{Matches, RetainedMessage, RetainedStore, SubscriptionEntry, SubscriptionTrie};
 use crate::session::{Message, PendingWill, Session, SessionKey};
 
@@ -159,6 +159,15 @@ struct PendingRetained {
     replies_left: u16,
 }
 
+/// Spare write buffers a shard keeps: enough for every connection one executor tick writes
+/// to at once in practice (each is given back as soon as its write completes).
+const SPARE_WRITE_BUFFERS: usize = 64;
+/// A fresh hot-path write buffer's capacity, and the least a kept one must have: a batch of
+/// a few dozen small messages without growing.
+const WRITE_BUFFER_MIN_BYTES: usize = 4096;
+/// A buffer above this is not kept: one burst must not pin its size for good.
+const WRITE_BUFFER_MAX_BYTES: usize = 64 * 1024;
+
 /// One shard's broker state.
 #[derive(Debug)]
 pub struct ShardCore {
@@ -192,6 +201,10 @@ pub struct ShardCore {
     /// cost an allocation per acknowledged QoS 1 message. Holds at most one inflight
     /// window's worth of ids.
     sent_ids: Vec<PacketId>,
+    /// Written outgoing buffers given back by the shard (`recycle`), for the next
+    /// connection that writes on the hot path: a steady stream of batches then allocates
+    /// nothing. At most `SPARE_WRITE_BUFFERS`, each within `WRITE_BUFFER_*_BYTES`.
+    spare_out: Vec<BytesMut>,
     /// The latest time any entry point was given, for work done in `take_outgoing`.
     last_now: Option<Instant>,
     /// No deadline (connect, keepalive, session expiry, will delay) falls before this, so
@@ -232,6 +245,7 @@ impl ShardCore {
             pending_wills: Vec::new(),
             outputs: VecDeque::new(),
             sent_ids: Vec::new(),
+            spare_out: Vec::new(),
             last_now: None,
             next_sweep_at: None,
             stats: Stats::default(),
@@ -283,6 +297,15 @@ impl ShardCore {
             };
             if c.phase == Phase::Closing {
                 return;
+            }
+            // A subscriber's PUBACK, one per QoS 1 delivery, in its 4-byte form: taken
+            // without building a `Packet` (anything else, errors too, goes to `decode`).
+            if c.phase == Phase::Connected && max_packet >= 4 {
+                if let Some(id) = Ack::take_short_puback(&mut c.read_buf) {
+                    c.keepalive.touch(now);
+                    self.on_puback(conn, id, now);
+                    continue;
+                }
             }
             // Until CONNECT is handled, keep every byte: a hand-off carries them all.
             let snapshot = match c.phase {
@@ -354,8 +377,14 @@ impl ShardCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return BytesMut::new();
         };
-        // Bytes written after a held reply wait with it.
-        let out = c.take_sendable();
+        // Bytes written after a held reply wait with it. Otherwise the whole buffer goes:
+        // no split (which would share it, an allocation, and pin its tail to an idle
+        // connection); the shard gives it back through `recycle` once written.
+        let out = if c.held.is_empty() {
+            std::mem::take(&mut c.out)
+        } else {
+            c.take_sendable()
+        };
         c.writable_signalled = false;
         if c.phase == Phase::Closing {
             self.forget_conn(conn);
@@ -366,6 +395,22 @@ impl ShardCore {
             self.drain(key, now);
         }
         out
+    }
+
+    /// A buffer `take_outgoing` handed out, now fully written: kept (emptied) for the next
+    /// writes if the spare pool has room and it is worth keeping, else dropped (counted).
+    pub fn recycle(&mut self, mut buf: BytesMut) {
+        buf.clear();
+        // Reclaims the written front of a buffer nobody else holds, without allocating.
+        let keep = self.spare_out.len() < SPARE_WRITE_BUFFERS
+            && buf.try_reclaim(WRITE_BUFFER_MIN_BYTES)
+            && buf.capacity() <= WRITE_BUFFER_MAX_BYTES;
+        if keep {
+            self.spare_out.push(buf);
+            self.stats.write_buffers_reused_count += 1;
+        } else if buf.capacity() > 0 {
+            self.stats.write_buffers_dropped_count += 1;
+        }
     }
 
     /// A new deadline at `at`: the sweep must not sleep past it.

@@ -12,6 +12,7 @@ use bytes::BytesMut;
 
 use crate::protocol::{
     Ack, Packet, PacketId, ProtocolVersion, Publish, PublishOverrides, QoS, ReasonCode,
+    PUBACK_TYPE, PUBCOMP_TYPE, PUBREC_TYPE,
 };
 use crate::router::{retained_owner, RetainedMessage, SharedTarget, SubscriptionEntry};
 use crate::session::{Delivery, Enqueued, InflightState, Message, SessionKey};
@@ -76,7 +77,7 @@ impl ShardCore {
                 return;
             };
             if client.session.qos2.contains(id) {
-                return self.send_ack(conn, Packet::PubRec, id, ReasonCode::Success, now);
+                return self.send_ack(conn, PUBREC_TYPE, id, ReasonCode::Success, now);
             }
             if v5 && client.session.qos2.len() >= usize::from(self.config.limits.receive_maximum) {
                 self.stats.receive_maximum_exceeded_count += 1;
@@ -103,7 +104,7 @@ impl ShardCore {
         let barrier = stored_on.map(|owner| self.start_barrier(conn, std::iter::once(owner)));
         match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
-                self.send_ack_after(conn, Packet::PubAck, id, reason, barrier, now)
+                self.send_ack_after(conn, PUBACK_TYPE, id, reason, barrier, now)
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 if !reason.is_error() {
@@ -115,7 +116,7 @@ impl ShardCore {
                         packet_id: id,
                     });
                 }
-                self.send_ack_after(conn, Packet::PubRec, id, reason, barrier, now)
+                self.send_ack_after(conn, PUBREC_TYPE, id, reason, barrier, now)
             }
             // A QoS 1/2 PUBLISH without a packet id does not decode.
             _ => self.forget_barrier(barrier),
@@ -338,6 +339,7 @@ impl ShardCore {
             self.stats.qos0_dropped_slow_count += 1;
             return;
         }
+        ready_out(&mut conn.out, &mut self.spare_out);
         match templates {
             Some(templates) => templates.write(conn, outgoing, now, &mut self.stats),
             None => write_delivery(conn, outgoing, None, false, now, &mut self.stats),
@@ -382,6 +384,7 @@ impl ShardCore {
             }
             // Moved into the window and written from there, not cloned (see `drain`).
             let (id, delivery) = session.inflight.insert_get(delivery);
+            ready_out(&mut conn.out, &mut self.spare_out);
             write_delivery(conn, delivery.into(), Some(id), false, now, &mut self.stats);
             self.record(DurableChange::InflightSent {
                 session: key,
@@ -429,6 +432,7 @@ impl ShardCore {
         let session = &mut client.session;
         let mut sent = std::mem::take(&mut self.sent_ids);
         let mut dropped_count = 0;
+        ready_out(&mut conn.out, &mut self.spare_out);
         while conn.out.len() < max_out && session.inflight.has_room() {
             let Some(delivery) = session.queue.pop() else {
                 break;
@@ -513,15 +517,19 @@ impl ShardCore {
         let Some(key) = self.conns.get(&conn).and_then(|c| c.client) else {
             return;
         };
-        let acked = self
-            .clients
-            .get_mut(&key)
-            .is_some_and(|c| c.session.inflight.puback(id));
-        if acked {
-            self.record(DurableChange::InflightAcked {
-                session: key,
-                packet_id: id,
-            });
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        if !client.session.inflight.puback(id) {
+            return;
+        }
+        // `drain` would only look again to find the queue empty: the common case.
+        let queued = !client.session.queue.is_empty();
+        self.record(DurableChange::InflightAcked {
+            session: key,
+            packet_id: id,
+        });
+        if queued {
             self.drain(key, now);
         }
     }
@@ -572,7 +580,7 @@ impl ShardCore {
         } else {
             ReasonCode::PacketIdentifierNotFound
         };
-        self.send_ack(conn, Packet::PubComp, id, reason, now);
+        self.send_ack(conn, PUBCOMP_TYPE, id, reason, now);
     }
 
     pub(super) fn on_pubcomp(&mut self, conn: ConnId, id: PacketId, now: Instant) {
@@ -592,28 +600,50 @@ impl ShardCore {
         }
     }
 
-    /// PUBACK/PUBREC/PUBCOMP, in order among the replies; 3.x has no reason code, so an error is sent as success.
+    /// PUBACK/PUBREC/PUBCOMP (`packet_type` 4, 5 or 7), in order among the replies; 3.x has
+    /// no reason code, so an error is sent as success.
     fn send_ack(
         &mut self,
         conn: ConnId,
-        kind: fn(Ack) -> Packet,
+        packet_type: u8,
         id: PacketId,
         reason: ReasonCode,
         now: Instant,
     ) {
-        self.send_ack_after(conn, kind, id, reason, None, now);
+        self.send_ack_after(conn, packet_type, id, reason, None, now);
     }
 
     /// An ack that waits for `barrier` (and, in any case, behind `conn`'s held replies).
     fn send_ack_after(
         &mut self,
         conn: ConnId,
-        kind: fn(Ack) -> Packet,
+        packet_type: u8,
         id: PacketId,
         reason: ReasonCode,
         barrier: Option<u64>,
         now: Instant,
     ) {
+        if barrier.is_none() {
+            // The common case, one per QoS 1/2 message: nothing to wait for, so the ack's
+            // few bytes go straight into the buffer, as `reply` would write the `Packet`.
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.held.is_empty() {
+                let version = c.version.unwrap_or(ProtocolVersion::V3_1_1);
+                ready_out(&mut c.out, &mut self.spare_out);
+                Ack::write_short(packet_type, id, reason, version, &mut c.out);
+                if c.needs_signal() {
+                    self.outputs.push_back(Output::Writable { conn });
+                }
+                return;
+            }
+        }
+        let kind = match packet_type {
+            PUBACK_TYPE => Packet::PubAck,
+            PUBREC_TYPE => Packet::PubRec,
+            _ => Packet::PubComp,
+        };
         let reply = HeldReply::new(barrier, self.ack_packet(conn, kind, id, reason), Vec::new());
         self.reply(conn, reply, now);
     }
@@ -848,5 +878,17 @@ fn write_delivery(
     match publish.encode_with(version, &overrides(delivery, packet_id, dup), &mut conn.out) {
         Ok(()) => stats.messages_sent_count += 1,
         Err(error) => tracing::warn!(conn = ?conn.id, %error, "delivery not encodable"),
+    }
+}
+
+/// Gives a connection whose buffer went out whole (`take_outgoing`) a spare one to write
+/// into, or a fresh one sized for a batch: growing from nothing reallocated several times
+/// per batch. Only the hot write paths call this; an idle connection keeps no buffer.
+#[inline]
+fn ready_out(out: &mut BytesMut, spare: &mut Vec<BytesMut>) {
+    if out.capacity() == 0 {
+        *out = spare
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(super::WRITE_BUFFER_MIN_BYTES));
     }
 }

@@ -142,11 +142,26 @@ impl Inflight {
     }
 
     fn position(&self, id: PacketId) -> Option<usize> {
+        // Clients acknowledge in send order nearly always: the oldest entry first.
+        if self
+            .entries
+            .front()
+            .is_some_and(|(oldest, _)| *oldest == id)
+        {
+            return Some(0);
+        }
         self.entries.iter().position(|(used, _)| *used == id)
     }
 
     fn remove_if(&mut self, id: PacketId, test: impl Fn(&InflightState) -> bool) -> bool {
         match self.position(id) {
+            Some(0) if test(&self.entries[0].1) => {
+                // In order: nothing behind it moves.
+                self.entries.pop_front();
+                self.used.remove(&id);
+                debug_assert_eq!(self.used.len(), self.entries.len());
+                true
+            }
             Some(i) if test(&self.entries[i].1) => {
                 self.entries.remove(i);
                 self.used.remove(&id);

@@ -281,6 +281,13 @@ impl Publish {
     }
 }
 
+/// The packet type of PUBACK, for [`Ack::write_short`] and [`Ack::take_short_puback`].
+pub const PUBACK_TYPE: u8 = 4;
+/// The packet type of PUBREC.
+pub const PUBREC_TYPE: u8 = 5;
+/// The packet type of PUBCOMP.
+pub const PUBCOMP_TYPE: u8 = 7;
+
 impl Ack {
     /// Decodes PUBACK, PUBREC, PUBREL or PUBCOMP (`packet_type` 4 to 7).
     pub(crate) fn decode(
@@ -301,6 +308,51 @@ impl Ack {
         }
         reader.finish()?;
         Ok(ack)
+    }
+
+    /// Appends a PUBACK, PUBREC or PUBCOMP (`packet_type` 4, 5 or 7) without properties,
+    /// straight to `buf`: the broker's reply on every QoS 1/2 message, so no `Packet` is built
+    /// and no length pass runs. The bytes are exactly what [`Packet::encode`] writes for
+    /// `Ack { packet_id, reason_code, properties: empty }` in `version` (3.x carries no
+    /// reason; MQTT 5 omits a Success one).
+    ///
+    /// [`Packet::encode`]: crate::protocol::Packet::encode
+    #[inline]
+    pub fn write_short(
+        packet_type: u8,
+        packet_id: PacketId,
+        reason_code: ReasonCode,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) {
+        debug_assert!(
+            matches!(packet_type, 4 | 5 | 7),
+            "PUBREL has flags: not here"
+        );
+        let [hi, lo] = packet_id.get().to_be_bytes();
+        if version.is_v5() && reason_code != ReasonCode::Success {
+            buf.extend_from_slice(&[packet_type << 4, 3, hi, lo, reason_code.code()]);
+        } else {
+            buf.extend_from_slice(&[packet_type << 4, 2, hi, lo]);
+        }
+    }
+
+    /// Takes a PUBACK in its 4-byte form (no reason code, no properties: every 3.x PUBACK and
+    /// MQTT 5's Success one) off the front of `buf`, the client's reply to each QoS 1
+    /// delivery, without framing it into a `Packet`. `None` (and `buf` untouched) for
+    /// anything else, which the general [`decode`] then handles, errors included.
+    ///
+    /// [`decode`]: crate::protocol::decode
+    #[inline]
+    pub fn take_short_puback(buf: &mut BytesMut) -> Option<PacketId> {
+        match buf[..] {
+            [first, 2, hi, lo, ..] if first == PUBACK_TYPE << 4 => {
+                let id = PacketId::new(u16::from_be_bytes([hi, lo]))?;
+                bytes::Buf::advance(buf, 4);
+                Some(id)
+            }
+            _ => None,
+        }
     }
 
     pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) {
