@@ -386,13 +386,18 @@ impl ShardCore {
             let (id, delivery) = session.inflight.insert_get(delivery);
             ready_out(&mut conn.out, &mut self.spare_out);
             write_delivery(conn, delivery.into(), Some(id), false, now, &mut self.stats);
+            // Signalled from here: `signal_session` would look both maps up again.
+            let writable = conn.needs_signal().then_some(conn.id);
             self.record(DurableChange::InflightSent {
                 session: key,
                 packet_id: id,
             });
-        } else {
-            self.enqueue(key, delivery);
+            if let Some(conn) = writable {
+                self.outputs.push_back(Output::Writable { conn });
+            }
+            return;
         }
+        self.enqueue(key, delivery);
         self.signal_session(key);
     }
 
