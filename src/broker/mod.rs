@@ -291,6 +291,9 @@ impl ShardCore {
             _ => return,
         }
         let max_packet = self.config.limits.max_packet_size_bytes;
+        // Every packet of one read arrives at `now`: the first moves the keepalive deadline
+        // as far as any would (CONNECT sets its own from the same `now`).
+        let mut touched = false;
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
@@ -302,7 +305,9 @@ impl ShardCore {
             // without building a `Packet` (anything else, errors too, goes to `decode`).
             if c.phase == Phase::Connected && max_packet >= 4 {
                 if let Some(id) = Ack::take_short_puback(&mut c.read_buf) {
-                    c.keepalive.touch(now);
+                    if !std::mem::replace(&mut touched, true) {
+                        c.keepalive.touch(now);
+                    }
                     self.on_puback(conn, id, now);
                     continue;
                 }
@@ -315,7 +320,9 @@ impl ShardCore {
             match decode(&mut c.read_buf, c.version, max_packet) {
                 Ok(None) => break,
                 Ok(Some(packet)) => {
-                    c.keepalive.touch(now);
+                    if !std::mem::replace(&mut touched, true) {
+                        c.keepalive.touch(now);
+                    }
                     self.handle(conn, packet, snapshot, now);
                 }
                 Err(error) => {
