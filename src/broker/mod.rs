@@ -312,6 +312,8 @@ impl ShardCore {
                     continue;
                 }
             }
+            // Passed on: `handle` would look the connection up again to learn it.
+            let connected = c.phase == Phase::Connected;
             // Until CONNECT is handled, keep every byte: a hand-off carries them all.
             let snapshot = match c.phase {
                 Phase::AwaitingConnect { .. } => Some(c.read_buf.clone()),
@@ -323,7 +325,7 @@ impl ShardCore {
                     if !std::mem::replace(&mut touched, true) {
                         c.keepalive.touch(now);
                     }
-                    self.handle(conn, packet, snapshot, now);
+                    self.handle(conn, packet, snapshot, connected, now);
                 }
                 Err(error) => {
                     self.decode_failed(conn, error, now);
@@ -432,11 +434,14 @@ impl ShardCore {
         let _ = change;
     }
 
-    fn handle(&mut self, conn: ConnId, packet: Packet, snapshot: Option<BytesMut>, now: Instant) {
-        let connected = self
-            .conns
-            .get(&conn)
-            .is_some_and(|c| c.phase == Phase::Connected);
+    fn handle(
+        &mut self,
+        conn: ConnId,
+        packet: Packet,
+        snapshot: Option<BytesMut>,
+        connected: bool,
+        now: Instant,
+    ) {
         match packet {
             Packet::Connect(connect) if !connected => {
                 self.on_connect(conn, *connect, snapshot.unwrap_or_default(), now)
@@ -499,6 +504,45 @@ mod tests {
         // A lost barrier or ack would hold a reply forever.
         assert!(!MeshMessage::Barrier { id: 1 }.is_sheddable());
         assert!(!MeshMessage::BarrierAck { id: 1 }.is_sheddable());
+    }
+
+    /// The spare write buffers are bounded in count and size, and only buffers nobody else
+    /// holds are kept; every one given back is counted either way.
+    #[test]
+    fn recycled_write_buffers_are_bounded_and_counted() {
+        let mut core = ShardCore::new(ShardId(0), 1, CoreConfig::default());
+        for _ in 0..SPARE_WRITE_BUFFERS + 10 {
+            let mut buf = BytesMut::with_capacity(WRITE_BUFFER_MIN_BYTES);
+            buf.extend_from_slice(b"written");
+            bytes::Buf::advance(&mut buf, 7);
+            core.recycle(buf);
+        }
+        assert_eq!(core.spare_out.len(), SPARE_WRITE_BUFFERS);
+        assert_eq!(
+            core.stats.write_buffers_reused_count,
+            SPARE_WRITE_BUFFERS as u64
+        );
+        assert_eq!(core.stats.write_buffers_dropped_count, 10);
+        assert!(core.spare_out.iter().all(|b| b.is_empty()));
+
+        let mut core = ShardCore::new(ShardId(0), 1, CoreConfig::default());
+        core.recycle(BytesMut::with_capacity(64));
+        core.recycle(BytesMut::with_capacity(WRITE_BUFFER_MAX_BYTES + 1));
+        // Its front still held elsewhere, so the buffer cannot be reclaimed to full size.
+        let mut shared = BytesMut::with_capacity(WRITE_BUFFER_MIN_BYTES);
+        shared.extend_from_slice(&[1; 16]);
+        let still_held = shared.split_to(8);
+        core.recycle(shared);
+        assert!(
+            core.spare_out.is_empty(),
+            "too small, too large, shared and short"
+        );
+        assert_eq!(core.stats.write_buffers_dropped_count, 3);
+        assert_eq!(
+            &still_held[..],
+            &[1; 8],
+            "a shared buffer's other half is untouched"
+        );
     }
 
     #[test]

@@ -124,6 +124,7 @@ impl ShardCore {
     }
 
     /// Routes a client's PUBLISH; false if no subscriber anywhere matched.
+    #[inline]
     fn route_inbound(&mut self, key: SessionKey, mut publish: Publish, now: Instant) -> bool {
         let expires_at = Message::expiry_from(publish.properties.message_expiry_interval_s, now);
         publish.dup = false;
@@ -832,11 +833,19 @@ fn overrides(
 }
 
 /// Whether `delivery` may be written to `conn` at all (live, within the client's maximum).
+/// Inlined for the common case (no client maximum, nothing to expire): called twice per
+/// QoS 1 delivery, the call itself cost more than the check.
+#[inline(always)]
 fn fits(conn: &Conn, delivery: Outgoing<'_>, now: Instant) -> Result<(), WriteRefused> {
     if conn.max_packet_bytes == u32::MAX && delivery.message.expires_at.is_none() {
-        // The common case: no client maximum, nothing to expire.
         return Ok(());
     }
+    fits_measured(conn, delivery, now)
+}
+
+/// [`fits`] when there is a maximum or an expiry: the encoded size and the time left.
+#[inline(never)]
+fn fits_measured(conn: &Conn, delivery: Outgoing<'_>, now: Instant) -> Result<(), WriteRefused> {
     let publish = publish_at(delivery, now)?;
     let version = conn.version.unwrap_or(ProtocolVersion::V3_1_1);
     // A placeholder id of the same size as the real one.
@@ -889,11 +898,16 @@ fn write_delivery(
 /// Gives a connection whose buffer went out whole (`take_outgoing`) a spare one to write
 /// into, or a fresh one sized for a batch: growing from nothing reallocated several times
 /// per batch. Only the hot write paths call this; an idle connection keeps no buffer.
-#[inline]
+#[inline(always)]
 fn ready_out(out: &mut BytesMut, spare: &mut Vec<BytesMut>) {
     if out.capacity() == 0 {
-        *out = spare
-            .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(super::WRITE_BUFFER_MIN_BYTES));
+        refill_out(out, spare);
     }
+}
+
+#[inline(never)]
+fn refill_out(out: &mut BytesMut, spare: &mut Vec<BytesMut>) {
+    *out = spare
+        .pop()
+        .unwrap_or_else(|| BytesMut::with_capacity(super::WRITE_BUFFER_MIN_BYTES));
 }

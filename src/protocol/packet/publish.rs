@@ -197,7 +197,7 @@ impl Publish {
 
     /// [`Publish::encode_with`] for the delivery nearly every message takes: a topic name and
     /// no property (or MQTT 3.x). The same bytes, in four copies and no length pass.
-    #[inline]
+    #[inline(always)]
     fn encode_plain(
         &self,
         version: ProtocolVersion,
