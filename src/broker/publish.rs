@@ -146,8 +146,14 @@ impl ShardCore {
         if message.publish.retain {
             self.store_retained(&message);
         }
+        let topic = &message.publish.topic;
+        if let Some((key, entry)) = self.trie.route_unless_one(topic, &mut self.matches) {
+            // The common case, one local subscriber and nothing else: `deliver_local` would
+            // do the same after a round trip through `Matches`.
+            self.deliver_to(key, &message, [entry].iter(), true, None, now);
+            return true;
+        }
         let mut matches = std::mem::take(&mut self.matches);
-        self.trie.route(&message.publish.topic, &mut matches);
         let matched = !matches.is_empty();
         for shard in matches.remote.iter() {
             self.outputs.push_back(Output::Mesh {
