@@ -163,8 +163,9 @@ struct PendingRetained {
 /// to at once in practice (each is given back as soon as its write completes).
 const SPARE_WRITE_BUFFERS: usize = 64;
 /// A fresh hot-path write buffer's capacity, and the least a kept one must have: a batch of
-/// a few dozen small messages without growing.
-const WRITE_BUFFER_MIN_BYTES: usize = 4096;
+/// about ten small messages without growing. Small, because a fan-out hands one to every
+/// subscriber it writes to until their writes complete.
+const WRITE_BUFFER_MIN_BYTES: usize = 1024;
 /// A buffer above this is not kept: one burst must not pin its size for good. With
 /// `SPARE_WRITE_BUFFERS`, the pool holds at most 1 MiB per shard.
 const WRITE_BUFFER_MAX_BYTES: usize = 16 * 1024;
