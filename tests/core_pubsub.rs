@@ -1029,3 +1029,80 @@ fn an_expired_session_is_not_resumed_even_before_the_sweep() {
         "its will was due"
     );
 }
+
+/// The QoS 1 hot path as a busy pair drives it: many PUBLISHes in one read are acknowledged
+/// in order (4-byte PUBACKs, and MQTT 5's long form when nobody listens), the subscriber's
+/// PUBACKs arrive as one batch of short forms, the window refills from the queue in order,
+/// and written buffers are given back and reused.
+#[test]
+fn a_qos1_stream_in_batches_is_acked_in_order_and_reuses_buffers() {
+    for version in [V4, V5] {
+        let mut net = Net::new(1);
+        let sub = net.client(version, "stream-sub");
+        let publisher = net.client(version, "stream-pub");
+        net.subscribe(sub, "s/1", QoS::AtLeastOnce);
+        // 50 PUBLISHes in one read: more than the window (20), so 30 wait in the queue.
+        let mut batch = bytes::BytesMut::new();
+        for n in 1..=50u16 {
+            Packet::Publish(publish("s/1", QoS::AtLeastOnce, Some(pid(n)), b"payload"))
+                .encode(version, &mut batch)
+                .expect("encodes");
+        }
+        // And one nobody subscribed to.
+        Packet::Publish(publish("s/none", QoS::AtLeastOnce, Some(pid(51)), b"x"))
+            .encode(version, &mut batch)
+            .expect("encodes");
+        net.send_raw(publisher, &batch);
+        let acks = net.recv(publisher);
+        let ids: Vec<u16> = acks
+            .iter()
+            .map(|p| match p {
+                Packet::PubAck(a) => a.packet_id.get(),
+                other => panic!("expected PUBACK, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, (1..=51).collect::<Vec<_>>(), "{version:?}");
+        let last_reason = match &acks[50] {
+            Packet::PubAck(a) => a.reason_code,
+            _ => unreachable!(),
+        };
+        let expected = if version == V5 {
+            ReasonCode::NoMatchingSubscribers
+        } else {
+            ReasonCode::Success
+        };
+        assert_eq!(last_reason, expected);
+
+        let mut payloads_seen = 0;
+        let mut next_ids = Vec::new();
+        for round in 0..3 {
+            let got = net.recv(sub);
+            let got = publishes(&got);
+            assert!(!got.is_empty(), "round {round}: the window refilled");
+            let mut acks = bytes::BytesMut::new();
+            for p in &got {
+                assert_eq!(&p.payload[..], b"payload");
+                let id = p.packet_id.expect("QoS 1");
+                next_ids.push(id);
+                // The short form every client sends: 0x40 0x02 id.
+                acks.extend_from_slice(&[0x40, 2]);
+                acks.extend_from_slice(&id.get().to_be_bytes());
+            }
+            payloads_seen += got.len();
+            // A PUBACK for an id not in flight changes nothing.
+            acks.extend_from_slice(&[0x40, 2, 0xFF, 0xF0]);
+            net.send_raw(sub, &acks);
+            if payloads_seen == 50 {
+                break;
+            }
+        }
+        assert_eq!(payloads_seen, 50, "{version:?}: every message, once");
+        let distinct: HashSet<_> = next_ids.iter().collect();
+        assert_eq!(distinct.len(), 50, "ids are not reused while in flight");
+        assert!(net.recv(sub).is_empty());
+        assert!(!net.is_closed(sub) && !net.is_closed(publisher));
+        let stats = net.cores[0].stats();
+        assert_eq!(stats.messages_sent_count, 50);
+        assert!(stats.write_buffers_reused_count > 0, "{stats:?}");
+    }
+}

@@ -45,7 +45,7 @@ pub use durable::DurableChange;
 pub use stats::Stats;
 
 use crate::limits::Limits;
-use crate::protocol::{decode, ClientId, Packet, PacketId, ReasonCode, TopicFilter};
+use crate::protocol::{decode, Ack, ClientId, Packet, PacketId, ReasonCode, TopicFilter};
 use crate::router::{Matches, RetainedMessage, RetainedStore, SubscriptionEntry, SubscriptionTrie};
 use crate::session::{Message, PendingWill, Session, SessionKey};
 
@@ -159,6 +159,17 @@ struct PendingRetained {
     replies_left: u16,
 }
 
+/// Spare write buffers a shard keeps: enough for every connection one executor tick writes
+/// to at once in practice (each is given back as soon as its write completes).
+const SPARE_WRITE_BUFFERS: usize = 64;
+/// A fresh hot-path write buffer's capacity, and the least a kept one must have: a batch of
+/// about ten small messages without growing. Small, because a fan-out hands one to every
+/// subscriber it writes to until their writes complete.
+const WRITE_BUFFER_MIN_BYTES: usize = 1024;
+/// A buffer above this is not kept: one burst must not pin its size for good. With
+/// `SPARE_WRITE_BUFFERS`, the pool holds at most 1 MiB per shard.
+const WRITE_BUFFER_MAX_BYTES: usize = 16 * 1024;
+
 /// One shard's broker state.
 #[derive(Debug)]
 pub struct ShardCore {
@@ -192,6 +203,10 @@ pub struct ShardCore {
     /// cost an allocation per acknowledged QoS 1 message. Holds at most one inflight
     /// window's worth of ids.
     sent_ids: Vec<PacketId>,
+    /// Written outgoing buffers given back by the shard (`recycle`), for the next
+    /// connection that writes on the hot path: a steady stream of batches then allocates
+    /// nothing. At most `SPARE_WRITE_BUFFERS`, each within `WRITE_BUFFER_*_BYTES`.
+    spare_out: Vec<BytesMut>,
     /// The latest time any entry point was given, for work done in `take_outgoing`.
     last_now: Option<Instant>,
     /// No deadline (connect, keepalive, session expiry, will delay) falls before this, so
@@ -232,6 +247,7 @@ impl ShardCore {
             pending_wills: Vec::new(),
             outputs: VecDeque::new(),
             sent_ids: Vec::new(),
+            spare_out: Vec::new(),
             last_now: None,
             next_sweep_at: None,
             stats: Stats::default(),
@@ -277,6 +293,9 @@ impl ShardCore {
             _ => return,
         }
         let max_packet = self.config.limits.max_packet_size_bytes;
+        // Every packet of one read arrives at `now`: the first moves the keepalive deadline
+        // as far as any would (CONNECT sets its own from the same `now`).
+        let mut touched = false;
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
@@ -284,6 +303,19 @@ impl ShardCore {
             if c.phase == Phase::Closing {
                 return;
             }
+            // A subscriber's PUBACK, one per QoS 1 delivery, in its 4-byte form: taken
+            // without building a `Packet` (anything else, errors too, goes to `decode`).
+            if c.phase == Phase::Connected && max_packet >= 4 {
+                if let Some(id) = Ack::take_short_puback(&mut c.read_buf) {
+                    if !std::mem::replace(&mut touched, true) {
+                        c.keepalive.touch(now);
+                    }
+                    self.on_puback(conn, id, now);
+                    continue;
+                }
+            }
+            // Passed on: `handle` would look the connection up again to learn it.
+            let connected = c.phase == Phase::Connected;
             // Until CONNECT is handled, keep every byte: a hand-off carries them all.
             let snapshot = match c.phase {
                 Phase::AwaitingConnect { .. } => Some(c.read_buf.clone()),
@@ -292,8 +324,10 @@ impl ShardCore {
             match decode(&mut c.read_buf, c.version, max_packet) {
                 Ok(None) => break,
                 Ok(Some(packet)) => {
-                    c.keepalive.touch(now);
-                    self.handle(conn, packet, snapshot, now);
+                    if !std::mem::replace(&mut touched, true) {
+                        c.keepalive.touch(now);
+                    }
+                    self.handle(conn, packet, snapshot, connected, now);
                 }
                 Err(error) => {
                     self.decode_failed(conn, error, now);
@@ -354,8 +388,14 @@ impl ShardCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return BytesMut::new();
         };
-        // Bytes written after a held reply wait with it.
-        let out = c.take_sendable();
+        // Bytes written after a held reply wait with it. Otherwise the whole buffer goes:
+        // no split (which would share it, an allocation, and pin its tail to an idle
+        // connection); the shard gives it back through `recycle` once written.
+        let out = if c.held.is_empty() {
+            std::mem::take(&mut c.out)
+        } else {
+            c.take_sendable()
+        };
         c.writable_signalled = false;
         if c.phase == Phase::Closing {
             self.forget_conn(conn);
@@ -366,6 +406,22 @@ impl ShardCore {
             self.drain(key, now);
         }
         out
+    }
+
+    /// A buffer `take_outgoing` handed out, now fully written: kept (emptied) for the next
+    /// writes if the spare pool has room and it is worth keeping, else dropped (counted).
+    pub fn recycle(&mut self, mut buf: BytesMut) {
+        buf.clear();
+        // Reclaims the written front of a buffer nobody else holds, without allocating.
+        let keep = self.spare_out.len() < SPARE_WRITE_BUFFERS
+            && buf.try_reclaim(WRITE_BUFFER_MIN_BYTES)
+            && buf.capacity() <= WRITE_BUFFER_MAX_BYTES;
+        if keep {
+            self.spare_out.push(buf);
+            self.stats.write_buffers_reused_count += 1;
+        } else if buf.capacity() > 0 {
+            self.stats.write_buffers_dropped_count += 1;
+        }
     }
 
     /// A new deadline at `at`: the sweep must not sleep past it.
@@ -380,11 +436,14 @@ impl ShardCore {
         let _ = change;
     }
 
-    fn handle(&mut self, conn: ConnId, packet: Packet, snapshot: Option<BytesMut>, now: Instant) {
-        let connected = self
-            .conns
-            .get(&conn)
-            .is_some_and(|c| c.phase == Phase::Connected);
+    fn handle(
+        &mut self,
+        conn: ConnId,
+        packet: Packet,
+        snapshot: Option<BytesMut>,
+        connected: bool,
+        now: Instant,
+    ) {
         match packet {
             Packet::Connect(connect) if !connected => {
                 self.on_connect(conn, *connect, snapshot.unwrap_or_default(), now)
@@ -447,6 +506,45 @@ mod tests {
         // A lost barrier or ack would hold a reply forever.
         assert!(!MeshMessage::Barrier { id: 1 }.is_sheddable());
         assert!(!MeshMessage::BarrierAck { id: 1 }.is_sheddable());
+    }
+
+    /// The spare write buffers are bounded in count and size, and only buffers nobody else
+    /// holds are kept; every one given back is counted either way.
+    #[test]
+    fn recycled_write_buffers_are_bounded_and_counted() {
+        let mut core = ShardCore::new(ShardId(0), 1, CoreConfig::default());
+        for _ in 0..SPARE_WRITE_BUFFERS + 10 {
+            let mut buf = BytesMut::with_capacity(WRITE_BUFFER_MIN_BYTES);
+            buf.extend_from_slice(b"written");
+            bytes::Buf::advance(&mut buf, 7);
+            core.recycle(buf);
+        }
+        assert_eq!(core.spare_out.len(), SPARE_WRITE_BUFFERS);
+        assert_eq!(
+            core.stats.write_buffers_reused_count,
+            SPARE_WRITE_BUFFERS as u64
+        );
+        assert_eq!(core.stats.write_buffers_dropped_count, 10);
+        assert!(core.spare_out.iter().all(|b| b.is_empty()));
+
+        let mut core = ShardCore::new(ShardId(0), 1, CoreConfig::default());
+        core.recycle(BytesMut::with_capacity(64));
+        core.recycle(BytesMut::with_capacity(WRITE_BUFFER_MAX_BYTES + 1));
+        // Its front still held elsewhere, so the buffer cannot be reclaimed to full size.
+        let mut shared = BytesMut::with_capacity(WRITE_BUFFER_MIN_BYTES);
+        shared.extend_from_slice(&[1; 16]);
+        let still_held = shared.split_to(8);
+        core.recycle(shared);
+        assert!(
+            core.spare_out.is_empty(),
+            "too small, too large, shared and short"
+        );
+        assert_eq!(core.stats.write_buffers_dropped_count, 3);
+        assert_eq!(
+            &still_held[..],
+            &[1; 8],
+            "a shared buffer's other half is untouched"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use bytes::BytesMut;
 
 use crate::protocol::{
     Ack, Packet, PacketId, ProtocolVersion, Publish, PublishOverrides, QoS, ReasonCode,
+    PUBACK_TYPE, PUBCOMP_TYPE, PUBREC_TYPE,
 };
 use crate::router::{retained_owner, RetainedMessage, SharedTarget, SubscriptionEntry};
 use crate::session::{Delivery, Enqueued, InflightState, Message, SessionKey};
@@ -76,7 +77,7 @@ impl ShardCore {
                 return;
             };
             if client.session.qos2.contains(id) {
-                return self.send_ack(conn, Packet::PubRec, id, ReasonCode::Success, now);
+                return self.send_ack(conn, PUBREC_TYPE, id, ReasonCode::Success, now);
             }
             if v5 && client.session.qos2.len() >= usize::from(self.config.limits.receive_maximum) {
                 self.stats.receive_maximum_exceeded_count += 1;
@@ -103,7 +104,7 @@ impl ShardCore {
         let barrier = stored_on.map(|owner| self.start_barrier(conn, std::iter::once(owner)));
         match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
-                self.send_ack_after(conn, Packet::PubAck, id, reason, barrier, now)
+                self.send_ack_after(conn, PUBACK_TYPE, id, reason, barrier, now)
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 if !reason.is_error() {
@@ -115,7 +116,7 @@ impl ShardCore {
                         packet_id: id,
                     });
                 }
-                self.send_ack_after(conn, Packet::PubRec, id, reason, barrier, now)
+                self.send_ack_after(conn, PUBREC_TYPE, id, reason, barrier, now)
             }
             // A QoS 1/2 PUBLISH without a packet id does not decode.
             _ => self.forget_barrier(barrier),
@@ -123,6 +124,7 @@ impl ShardCore {
     }
 
     /// Routes a client's PUBLISH; false if no subscriber anywhere matched.
+    #[inline]
     fn route_inbound(&mut self, key: SessionKey, mut publish: Publish, now: Instant) -> bool {
         let expires_at = Message::expiry_from(publish.properties.message_expiry_interval_s, now);
         publish.dup = false;
@@ -144,8 +146,14 @@ impl ShardCore {
         if message.publish.retain {
             self.store_retained(&message);
         }
+        let topic = &message.publish.topic;
+        if let Some((key, entry)) = self.trie.route_unless_one(topic, &mut self.matches) {
+            // The common case, one local subscriber and nothing else: `deliver_local` would
+            // do the same after a round trip through `Matches`.
+            self.deliver_to(key, &message, [entry].iter(), true, None, now);
+            return true;
+        }
         let mut matches = std::mem::take(&mut self.matches);
-        self.trie.route(&message.publish.topic, &mut matches);
         let matched = !matches.is_empty();
         for shard in matches.remote.iter() {
             self.outputs.push_back(Output::Mesh {
@@ -338,6 +346,7 @@ impl ShardCore {
             self.stats.qos0_dropped_slow_count += 1;
             return;
         }
+        ready_out(&mut conn.out, &mut self.spare_out);
         match templates {
             Some(templates) => templates.write(conn, outgoing, now, &mut self.stats),
             None => write_delivery(conn, outgoing, None, false, now, &mut self.stats),
@@ -382,14 +391,20 @@ impl ShardCore {
             }
             // Moved into the window and written from there, not cloned (see `drain`).
             let (id, delivery) = session.inflight.insert_get(delivery);
+            ready_out(&mut conn.out, &mut self.spare_out);
             write_delivery(conn, delivery.into(), Some(id), false, now, &mut self.stats);
+            // Signalled from here: `signal_session` would look both maps up again.
+            let writable = conn.needs_signal().then_some(conn.id);
             self.record(DurableChange::InflightSent {
                 session: key,
                 packet_id: id,
             });
-        } else {
-            self.enqueue(key, delivery);
+            if let Some(conn) = writable {
+                self.outputs.push_back(Output::Writable { conn });
+            }
+            return;
         }
+        self.enqueue(key, delivery);
         self.signal_session(key);
     }
 
@@ -429,6 +444,7 @@ impl ShardCore {
         let session = &mut client.session;
         let mut sent = std::mem::take(&mut self.sent_ids);
         let mut dropped_count = 0;
+        ready_out(&mut conn.out, &mut self.spare_out);
         while conn.out.len() < max_out && session.inflight.has_room() {
             let Some(delivery) = session.queue.pop() else {
                 break;
@@ -513,15 +529,19 @@ impl ShardCore {
         let Some(key) = self.conns.get(&conn).and_then(|c| c.client) else {
             return;
         };
-        let acked = self
-            .clients
-            .get_mut(&key)
-            .is_some_and(|c| c.session.inflight.puback(id));
-        if acked {
-            self.record(DurableChange::InflightAcked {
-                session: key,
-                packet_id: id,
-            });
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        if !client.session.inflight.puback(id) {
+            return;
+        }
+        // `drain` would only look again to find the queue empty: the common case.
+        let queued = !client.session.queue.is_empty();
+        self.record(DurableChange::InflightAcked {
+            session: key,
+            packet_id: id,
+        });
+        if queued {
             self.drain(key, now);
         }
     }
@@ -572,7 +592,7 @@ impl ShardCore {
         } else {
             ReasonCode::PacketIdentifierNotFound
         };
-        self.send_ack(conn, Packet::PubComp, id, reason, now);
+        self.send_ack(conn, PUBCOMP_TYPE, id, reason, now);
     }
 
     pub(super) fn on_pubcomp(&mut self, conn: ConnId, id: PacketId, now: Instant) {
@@ -592,28 +612,50 @@ impl ShardCore {
         }
     }
 
-    /// PUBACK/PUBREC/PUBCOMP, in order among the replies; 3.x has no reason code, so an error is sent as success.
+    /// PUBACK/PUBREC/PUBCOMP (`packet_type` 4, 5 or 7), in order among the replies; 3.x has
+    /// no reason code, so an error is sent as success.
     fn send_ack(
         &mut self,
         conn: ConnId,
-        kind: fn(Ack) -> Packet,
+        packet_type: u8,
         id: PacketId,
         reason: ReasonCode,
         now: Instant,
     ) {
-        self.send_ack_after(conn, kind, id, reason, None, now);
+        self.send_ack_after(conn, packet_type, id, reason, None, now);
     }
 
     /// An ack that waits for `barrier` (and, in any case, behind `conn`'s held replies).
     fn send_ack_after(
         &mut self,
         conn: ConnId,
-        kind: fn(Ack) -> Packet,
+        packet_type: u8,
         id: PacketId,
         reason: ReasonCode,
         barrier: Option<u64>,
         now: Instant,
     ) {
+        if barrier.is_none() {
+            // The common case, one per QoS 1/2 message: nothing to wait for, so the ack's
+            // few bytes go straight into the buffer, as `reply` would write the `Packet`.
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.held.is_empty() {
+                let version = c.version.unwrap_or(ProtocolVersion::V3_1_1);
+                ready_out(&mut c.out, &mut self.spare_out);
+                Ack::write_short(packet_type, id, reason, version, &mut c.out);
+                if c.needs_signal() {
+                    self.outputs.push_back(Output::Writable { conn });
+                }
+                return;
+            }
+        }
+        let kind = match packet_type {
+            PUBACK_TYPE => Packet::PubAck,
+            PUBREC_TYPE => Packet::PubRec,
+            _ => Packet::PubComp,
+        };
         let reply = HeldReply::new(barrier, self.ack_packet(conn, kind, id, reason), Vec::new());
         self.reply(conn, reply, now);
     }
@@ -797,11 +839,19 @@ fn overrides(
 }
 
 /// Whether `delivery` may be written to `conn` at all (live, within the client's maximum).
+/// Inlined for the common case (no client maximum, nothing to expire): called twice per
+/// QoS 1 delivery, the call itself cost more than the check.
+#[inline(always)]
 fn fits(conn: &Conn, delivery: Outgoing<'_>, now: Instant) -> Result<(), WriteRefused> {
     if conn.max_packet_bytes == u32::MAX && delivery.message.expires_at.is_none() {
-        // The common case: no client maximum, nothing to expire.
         return Ok(());
     }
+    fits_measured(conn, delivery, now)
+}
+
+/// [`fits`] when there is a maximum or an expiry: the encoded size and the time left.
+#[inline(never)]
+fn fits_measured(conn: &Conn, delivery: Outgoing<'_>, now: Instant) -> Result<(), WriteRefused> {
     let publish = publish_at(delivery, now)?;
     let version = conn.version.unwrap_or(ProtocolVersion::V3_1_1);
     // A placeholder id of the same size as the real one.
@@ -849,4 +899,21 @@ fn write_delivery(
         Ok(()) => stats.messages_sent_count += 1,
         Err(error) => tracing::warn!(conn = ?conn.id, %error, "delivery not encodable"),
     }
+}
+
+/// Gives a connection whose buffer went out whole (`take_outgoing`) a spare one to write
+/// into, or a fresh one sized for a batch: growing from nothing reallocated several times
+/// per batch. Only the hot write paths call this; an idle connection keeps no buffer.
+#[inline(always)]
+fn ready_out(out: &mut BytesMut, spare: &mut Vec<BytesMut>) {
+    if out.capacity() == 0 {
+        refill_out(out, spare);
+    }
+}
+
+#[inline(never)]
+fn refill_out(out: &mut BytesMut, spare: &mut Vec<BytesMut>) {
+    *out = spare
+        .pop()
+        .unwrap_or_else(|| BytesMut::with_capacity(super::WRITE_BUFFER_MIN_BYTES));
 }

@@ -62,4 +62,9 @@ pub struct Stats {
     pub held_replies_dropped_count: u64,
     /// Connections closed for holding more than `HELD_REPLIES_MAX` replies.
     pub held_replies_refused_count: u64,
+    /// Written buffers given back by the shard and kept for the next batch of writes.
+    pub write_buffers_reused_count: u64,
+    /// Written buffers given back but dropped: the spare pool was full, or the buffer was
+    /// too small, too large or still shared.
+    pub write_buffers_dropped_count: u64,
 }

@@ -63,6 +63,28 @@ impl<S: Copy + Eq + Hash> RouteCache<S> {
         true
     }
 
+    /// For a `route` walk: a cached result of exactly one local subscriber and no other
+    /// shard (nothing shared is ever cached) comes back as that subscriber, `out` untouched;
+    /// any other cached result fills `out` (cleared first). `Err` on a miss.
+    pub(crate) fn fill_unless_one(
+        &self,
+        topic: &str,
+        out: &mut Matches<S>,
+    ) -> Result<Option<(S, SubscriptionEntry)>, ()> {
+        let Some(hit) = self.routed.get(topic) else {
+            return Err(());
+        };
+        if let [one] = hit.local[..] {
+            if hit.remote.is_empty() {
+                return Ok(Some(one));
+            }
+        }
+        out.clear();
+        out.local.extend_from_slice(&hit.local);
+        out.remote.union_with(&hit.remote);
+        Ok(None)
+    }
+
     /// Keeps the result of a walk that met no shared group, if it is small enough.
     pub(crate) fn keep(&mut self, topic: &str, with_others: bool, out: &Matches<S>) {
         debug_assert!(out.shared.is_empty());

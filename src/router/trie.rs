@@ -379,6 +379,23 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
         self.walk(topic, out, true);
     }
 
+    /// [`route`](Self::route), except that the commonest result, one local subscriber and
+    /// nothing else, found in the route cache, is returned instead of filled into `out`
+    /// (left as it was): a publish to a topic with one subscriber then needs no `Matches`.
+    pub fn route_unless_one(
+        &mut self,
+        topic: &TopicName,
+        out: &mut Matches<S>,
+    ) -> Option<(S, SubscriptionEntry)> {
+        match self.cache.fill_unless_one(topic.as_str(), out) {
+            Ok(one) => one,
+            Err(()) => {
+                self.walk(topic, out, true);
+                None
+            }
+        }
+    }
+
     /// One walk for a message another shard forwarded here: fills only `out.local`. The
     /// sender already chose the shared targets and sent to every interested shard.
     pub fn route_local(&mut self, topic: &TopicName, out: &mut Matches<S>) {
@@ -779,6 +796,57 @@ mod tests {
             }
         }
         assert_eq!(picked, BTreeSet::from([7, 8]));
+    }
+
+    /// The single-subscriber shortcut agrees with `route` in every case it takes, and
+    /// declines (filling `out` as `route` does) in every other.
+    #[test]
+    fn route_unless_one_returns_only_a_lone_cached_local_subscriber() {
+        let mut trie = SubscriptionTrie::new();
+        trie.subscribe(&filter("one/+"), 1, entry(QoS::AtLeastOnce));
+        trie.subscribe(&filter("two/x"), 1, entry(QoS::AtMostOnce));
+        trie.subscribe(&filter("two/#"), 2, entry(QoS::AtLeastOnce));
+        trie.subscribe(&filter("$share/g/shared/x"), 3, entry(QoS::AtLeastOnce));
+        trie.subscribe(&filter("far/x"), 4, entry(QoS::AtLeastOnce));
+        trie.set_remote(&filter("far/x"), ShardId(1), 1);
+        let topic = |t: &str| TopicName::parse(t).expect("valid");
+        let mut out = Matches::new();
+        // Not cached yet: walked, filled, cached.
+        assert_eq!(trie.route_unless_one(&topic("one/a"), &mut out), None);
+        assert_eq!(out.local.len(), 1);
+        let mut stale = Matches::new();
+        stale.local.push((9, entry(QoS::AtMostOnce)));
+        assert_eq!(
+            trie.route_unless_one(&topic("one/a"), &mut stale),
+            Some((1, entry(QoS::AtLeastOnce)))
+        );
+        assert_eq!(stale.local.len(), 1, "`out` is left as it was");
+        for (t, locals, remote) in [("two/x", 2, false), ("far/x", 1, true)] {
+            for pass in 0..2 {
+                let mut out = Matches::new();
+                assert_eq!(
+                    trie.route_unless_one(&topic(t), &mut out),
+                    None,
+                    "{t} {pass}"
+                );
+                assert_eq!(out.local.len(), locals, "{t} {pass}");
+                assert_eq!(!out.remote.is_empty(), remote, "{t} {pass}");
+            }
+        }
+        for pass in 0..2 {
+            let mut out = Matches::new();
+            assert_eq!(trie.route_unless_one(&topic("shared/x"), &mut out), None);
+            assert_eq!(
+                out.shared.len(),
+                1,
+                "{pass}: a shared group is never cached"
+            );
+        }
+        for pass in 0..2 {
+            let mut out = Matches::new();
+            assert_eq!(trie.route_unless_one(&topic("none"), &mut out), None);
+            assert!(out.is_empty(), "{pass}");
+        }
     }
 
     #[test]

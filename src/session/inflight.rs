@@ -22,12 +22,34 @@ pub enum InflightState {
 #[derive(Debug)]
 pub struct Inflight {
     window: u16,
-    entries: VecDeque<(PacketId, InflightState)>,
-    /// The ids in `entries`, so taking a free id does not scan the window: with
-    /// `max_inflight_messages 0` the window is 65,535 and a scan per delivery made one
-    /// busy subscriber cost a shard its whole core (the two-shard QoS 1 stall).
-    used: FxHashSet<PacketId>,
-    next_id: PacketId,
+    /// In send order, which is also `step` order.
+    entries: VecDeque<Entry>,
+    /// The ids in `entries`, kept only once an entry has outlived a whole lap of ids (so the
+    /// next id may be one in use): then a free id is found without scanning the window. With
+    /// `max_inflight_messages 0` the window is 65,535 and a scan per delivery made one busy
+    /// subscriber cost a shard its whole core (the two-shard QoS 1 stall). Dropped when the
+    /// window empties; while `None`, no id in use can come round again.
+    used: Option<FxHashSet<PacketId>>,
+    /// Steps taken through the id space so far: the next id is `id_at(next_step)`.
+    next_step: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: PacketId,
+    /// When `id` was taken, counted in ids handed out or skipped: the ids of two entries can
+    /// only be equal if their steps lie a multiple of `ID_LAP` apart.
+    step: u64,
+    state: InflightState,
+}
+
+/// Distinct packet identifiers (1 to 65535): `id_at` comes round to the same id after this
+/// many steps.
+const ID_LAP: u64 = u16::MAX as u64;
+
+fn id_at(step: u64) -> PacketId {
+    let id = u16::try_from(step % ID_LAP).expect("below 65535") + 1;
+    PacketId::new(id).expect("1 to 65535")
 }
 
 impl Inflight {
@@ -35,8 +57,8 @@ impl Inflight {
         Inflight {
             window: window.max(1),
             entries: VecDeque::new(),
-            used: FxHashSet::default(),
-            next_id: PacketId::new(1).expect("1 is a valid packet id"),
+            used: None,
+            next_step: 0,
         }
     }
 
@@ -72,18 +94,41 @@ impl Inflight {
     pub fn insert_get(&mut self, delivery: Delivery) -> (PacketId, &Delivery) {
         debug_assert!(delivery.qos != QoS::AtMostOnce, "QoS 0 is never inflight");
         debug_assert!(self.has_room(), "inflight window overrun");
-        // At most `window` (< 65535) ids are in use, so a free one is always found.
-        let mut id = self.next_id;
-        while self.used.contains(&id) {
-            id = id.next();
+        let mut step = self.next_step;
+        let mut id = id_at(step);
+        // Entries are in step order: if the oldest was taken less than a lap ago, every id
+        // in use lies strictly between its step and this one, so `id` is free. The common
+        // case; otherwise look the ids up (kept from now on until the window empties).
+        if self
+            .entries
+            .front()
+            .is_some_and(|oldest| step - oldest.step >= ID_LAP)
+        {
+            let entries = &self.entries;
+            let used = self
+                .used
+                .get_or_insert_with(|| entries.iter().map(|e| e.id).collect());
+            // At most `window` (< 65535) ids are in use, so a free one is always found.
+            while used.contains(&id) {
+                step += 1;
+                id = id_at(step);
+            }
         }
-        self.used.insert(id);
-        debug_assert_eq!(self.used.len(), self.entries.len() + 1);
-        self.next_id = id.next();
-        self.entries
-            .push_back((id, InflightState::Published(delivery)));
+        if let Some(used) = &mut self.used {
+            used.insert(id);
+            debug_assert_eq!(used.len(), self.entries.len() + 1);
+        }
+        self.next_step = step + 1;
+        self.entries.push_back(Entry {
+            id,
+            step,
+            state: InflightState::Published(delivery),
+        });
         match self.entries.back() {
-            Some((_, InflightState::Published(stored))) => (id, stored),
+            Some(Entry {
+                state: InflightState::Published(stored),
+                ..
+            }) => (id, stored),
             _ => unreachable!("the entry was pushed just above"),
         }
     }
@@ -102,13 +147,12 @@ impl Inflight {
         let Some(i) = self.position(id) else {
             return false;
         };
-        match &self.entries[i].1 {
+        match &self.entries[i].state {
             InflightState::Published(d) if d.qos == QoS::ExactlyOnce => {
                 if failed {
-                    self.entries.remove(i);
-                    self.used.remove(&id);
+                    self.remove_at(i);
                 } else {
-                    self.entries[i].1 = InflightState::Released;
+                    self.entries[i].state = InflightState::Released;
                 }
                 true
             }
@@ -124,36 +168,62 @@ impl Inflight {
     }
 
     /// Every entry, oldest first, for a resend after reconnection.
-    pub fn iter(&self) -> impl Iterator<Item = &(PacketId, InflightState)> {
-        self.entries.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (PacketId, &InflightState)> {
+        self.entries.iter().map(|e| (e.id, &e.state))
     }
 
     /// Keeps the entries for which `keep` says so, in order (resending after a reconnection
     /// visits each and may drop those that can no longer be sent).
     pub fn retain(&mut self, mut keep: impl FnMut(PacketId, &InflightState) -> bool) {
-        self.entries.retain(|(id, state)| keep(*id, state));
-        self.used = self.entries.iter().map(|(id, _)| *id).collect();
+        self.entries.retain(|e| keep(e.id, &e.state));
+        if let Some(used) = &mut self.used {
+            *used = self.entries.iter().map(|e| e.id).collect();
+        }
+        self.forget_used_if_empty();
     }
 
     /// Drops every entry (the session was discarded).
     pub fn clear(&mut self) {
         self.entries.clear();
-        self.used.clear();
+        self.used = None;
     }
 
     fn position(&self, id: PacketId) -> Option<usize> {
-        self.entries.iter().position(|(used, _)| *used == id)
+        // Clients acknowledge in send order nearly always: the oldest entry first.
+        if self.entries.front().is_some_and(|oldest| oldest.id == id) {
+            return Some(0);
+        }
+        self.entries.iter().position(|e| e.id == id)
     }
 
     fn remove_if(&mut self, id: PacketId, test: impl Fn(&InflightState) -> bool) -> bool {
         match self.position(id) {
-            Some(i) if test(&self.entries[i].1) => {
-                self.entries.remove(i);
-                self.used.remove(&id);
-                debug_assert_eq!(self.used.len(), self.entries.len());
+            Some(i) if test(&self.entries[i].state) => {
+                self.remove_at(i);
                 true
             }
             _ => false,
+        }
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        let removed = if i == 0 {
+            // In order: nothing behind it moves.
+            self.entries.pop_front()
+        } else {
+            self.entries.remove(i)
+        };
+        if let (Some(used), Some(removed)) = (&mut self.used, removed) {
+            used.remove(&removed.id);
+            debug_assert_eq!(used.len(), self.entries.len());
+        }
+        self.forget_used_if_empty();
+    }
+
+    /// With no entry left, no id in use can come round again: the set is not needed.
+    fn forget_used_if_empty(&mut self) {
+        if self.entries.is_empty() && self.used.is_some() {
+            self.used = None;
         }
     }
 }
@@ -208,10 +278,7 @@ pub(crate) mod tests {
         let id = w.insert(delivery(QoS::ExactlyOnce, b"x"));
         assert!(!w.pubcomp(id), "PUBCOMP before PUBREC is not accepted");
         assert!(w.pubrec(id, false));
-        assert_eq!(
-            w.iter().next().map(|e| &e.1),
-            Some(&InflightState::Released)
-        );
+        assert_eq!(w.iter().next().map(|e| e.1), Some(&InflightState::Released));
         assert!(w.pubrec(id, false), "a repeated PUBREC is answered again");
         assert!(w.pubcomp(id));
         assert!(w.is_empty());
@@ -224,7 +291,7 @@ pub(crate) mod tests {
         let b = w.insert(delivery(QoS::AtLeastOnce, b"b"));
         let c = w.insert(delivery(QoS::AtLeastOnce, b"c"));
         w.retain(|id, _| id != b);
-        let left: Vec<_> = w.iter().map(|(id, _)| *id).collect();
+        let left: Vec<_> = w.iter().map(|(id, _)| id).collect();
         assert_eq!(left, vec![a, c]);
         assert!(w.has_room());
     }
@@ -240,13 +307,49 @@ pub(crate) mod tests {
     #[test]
     fn ids_skip_those_in_use_across_wrap() {
         let mut w = Inflight::new(3);
-        w.next_id = PacketId::new(65535).expect("valid");
+        w.next_step = 65534;
         let a = w.insert(delivery(QoS::AtLeastOnce, b"a"));
         let b = w.insert(delivery(QoS::AtLeastOnce, b"b"));
         assert_eq!((a.get(), b.get()), (65535, 1));
-        w.next_id = a;
+        // A whole lap of ids later (as if 65,533 deliveries had come and gone meanwhile),
+        // the next id would be `a`'s again.
+        w.next_step = 65534 + ID_LAP;
         let c = w.insert(delivery(QoS::AtLeastOnce, b"c"));
         assert_eq!(c.get(), 2, "65535 and 1 are taken");
+    }
+
+    /// Deliveries acknowledged in order never need the id set; one left unacknowledged for
+    /// a whole lap of ids makes the window look ids up, skipping it, until the window
+    /// empties again.
+    #[test]
+    fn an_entry_outliving_a_lap_of_ids_is_skipped_and_in_order_acks_need_no_set() {
+        let mut w = Inflight::new(10);
+        let stuck = w.insert(delivery(QoS::AtLeastOnce, b"s"));
+        for _ in 0..3 * ID_LAP {
+            let id = w.insert(delivery(QoS::AtLeastOnce, b"m"));
+            assert_ne!(id, stuck, "an id in use is never handed out twice");
+            assert!(w.puback(id));
+        }
+        assert!(
+            w.used.is_some(),
+            "the stuck entry made the window track its ids"
+        );
+        assert_eq!(w.len(), 1);
+        assert!(w.puback(stuck));
+        assert!(w.used.is_none(), "an empty window forgets them");
+        for _ in 0..2 * ID_LAP {
+            let id = w.insert(delivery(QoS::AtLeastOnce, b"m"));
+            assert!(w.puback(id));
+            assert!(w.used.is_none());
+        }
+        // Out of order: the middle one first, then the rest; ids stay distinct throughout.
+        let ids: Vec<_> = (0..3)
+            .map(|_| w.insert(delivery(QoS::AtLeastOnce, b"o")))
+            .collect();
+        assert!(w.puback(ids[1]));
+        assert!(!w.puback(ids[1]));
+        assert!(w.puback(ids[0]) && w.puback(ids[2]));
+        assert!(w.is_empty());
     }
 
     /// The widest window (`max_inflight_messages 0`): all 65,535 ids in use at once, each

@@ -218,7 +218,12 @@ fn write<C: Core, T: Transport>(
         }
         match io.poll_write(cx, pending) {
             Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-            Poll::Ready(Ok(n)) => pending.advance(n),
+            Poll::Ready(Ok(n)) => {
+                pending.advance(n);
+                if pending.is_empty() {
+                    shard.core.borrow_mut().recycle(std::mem::take(pending));
+                }
+            }
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }

@@ -49,6 +49,10 @@ pub trait Core: 'static {
     fn shutdown(&mut self, now: Instant);
     fn poll_output(&mut self) -> Option<CoreOutput<Self::Msg>>;
     fn take_outgoing(&mut self, conn: ConnId) -> BytesMut;
+    /// A buffer `take_outgoing` returned, fully written: the core may reuse it.
+    fn recycle(&mut self, buf: BytesMut) {
+        let _ = buf;
+    }
     /// Whether `msg` may be dropped when the queue to its shard is full and the backlog
     /// is at its limit (QoS 0 publishes may; route changes, QoS 1/2 and hand-offs not).
     fn sheddable(msg: &Self::Msg) -> bool;
@@ -96,6 +100,10 @@ impl Core for ShardCore {
 
     fn take_outgoing(&mut self, conn: ConnId) -> BytesMut {
         ShardCore::take_outgoing(self, conn)
+    }
+
+    fn recycle(&mut self, buf: BytesMut) {
+        ShardCore::recycle(self, buf)
     }
 
     fn sheddable(msg: &MeshMessage) -> bool {

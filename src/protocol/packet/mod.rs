@@ -8,7 +8,7 @@ pub mod subscribe;
 
 pub use connect::{ConnAck, Connect, Will};
 pub use disconnect::{Auth, Disconnect};
-pub use publish::{Ack, Publish, PublishOverrides};
+pub use publish::{Ack, Publish, PublishOverrides, PUBACK_TYPE, PUBCOMP_TYPE, PUBREC_TYPE};
 pub use subscribe::{
     RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };

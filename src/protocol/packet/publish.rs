@@ -161,6 +161,19 @@ impl Publish {
         {
             return Err(EncodeError::PacketIdMismatch);
         }
+        if !overrides.omit_topic && (!version.is_v5() || self.has_no_properties(overrides)) {
+            return self.encode_plain(version, overrides, buf);
+        }
+        self.encode_general(version, overrides, buf)
+    }
+
+    /// [`Publish::encode_with`] for any PUBLISH: a length pass, then the fields.
+    fn encode_general(
+        &self,
+        version: ProtocolVersion,
+        overrides: &PublishOverrides<'_>,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         let props_len = self.properties_len(version, overrides)?;
         let body_len = self.body_len(version, overrides, props_len);
         if body_len > MAX_REMAINING_LENGTH {
@@ -179,6 +192,67 @@ impl Publish {
         buf.put_u8(first_byte);
         buf.put_varint(body_len as u32);
         self.write_body(version, overrides, props_len, buf);
+        Ok(())
+    }
+
+    /// [`Publish::encode_with`] for the delivery nearly every message takes: a topic name and
+    /// no property (or MQTT 3.x). The same bytes, in four copies and no length pass.
+    #[inline(always)]
+    fn encode_plain(
+        &self,
+        version: ProtocolVersion,
+        overrides: &PublishOverrides<'_>,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        let topic = self.topic.as_str().as_bytes();
+        let Ok(topic_len) = u16::try_from(topic.len()) else {
+            return Err(EncodeError::FieldTooLong {
+                field: "topic name",
+            });
+        };
+        // Packet identifier (QoS 1/2), then MQTT 5's empty property block.
+        let mut middle = [0u8; 3];
+        let mut middle_len = 0;
+        if let Some(id) = overrides.packet_id {
+            middle[..2].copy_from_slice(&id.get().to_be_bytes());
+            middle_len = 2;
+        }
+        if version.is_v5() {
+            middle[middle_len] = 0;
+            middle_len += 1;
+        }
+        let body_len = 2 + topic.len() + middle_len + self.payload.len();
+        if body_len > MAX_REMAINING_LENGTH {
+            return Err(EncodeError::PacketTooLarge {
+                size_bytes: 1 + varint_len(body_len) + body_len,
+            });
+        }
+        // First byte, remaining length (at most 4 bytes), topic length.
+        let mut head = [0u8; 7];
+        head[0] = PUBLISH_TYPE << 4
+            | u8::from(overrides.dup) << 3
+            | overrides.qos.bits() << 1
+            | u8::from(overrides.retain);
+        let mut head_len = 1;
+        let mut rest = body_len;
+        loop {
+            let byte = (rest & 0x7F) as u8;
+            rest >>= 7;
+            if rest == 0 {
+                head[head_len] = byte;
+                head_len += 1;
+                break;
+            }
+            head[head_len] = byte | 0x80;
+            head_len += 1;
+        }
+        head[head_len..head_len + 2].copy_from_slice(&topic_len.to_be_bytes());
+        head_len += 2;
+        buf.reserve(head_len - 2 + body_len);
+        buf.extend_from_slice(&head[..head_len]);
+        buf.extend_from_slice(topic);
+        buf.extend_from_slice(&middle[..middle_len]);
+        buf.extend_from_slice(&self.payload);
         Ok(())
     }
 
@@ -281,6 +355,13 @@ impl Publish {
     }
 }
 
+/// The packet type of PUBACK, for [`Ack::write_short`] and [`Ack::take_short_puback`].
+pub const PUBACK_TYPE: u8 = 4;
+/// The packet type of PUBREC.
+pub const PUBREC_TYPE: u8 = 5;
+/// The packet type of PUBCOMP.
+pub const PUBCOMP_TYPE: u8 = 7;
+
 impl Ack {
     /// Decodes PUBACK, PUBREC, PUBREL or PUBCOMP (`packet_type` 4 to 7).
     pub(crate) fn decode(
@@ -303,6 +384,51 @@ impl Ack {
         Ok(ack)
     }
 
+    /// Appends a PUBACK, PUBREC or PUBCOMP (`packet_type` 4, 5 or 7) without properties,
+    /// straight to `buf`: the broker's reply on every QoS 1/2 message, so no `Packet` is built
+    /// and no length pass runs. The bytes are exactly what [`Packet::encode`] writes for
+    /// `Ack { packet_id, reason_code, properties: empty }` in `version` (3.x carries no
+    /// reason; MQTT 5 omits a Success one).
+    ///
+    /// [`Packet::encode`]: crate::protocol::Packet::encode
+    #[inline]
+    pub fn write_short(
+        packet_type: u8,
+        packet_id: PacketId,
+        reason_code: ReasonCode,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) {
+        debug_assert!(
+            matches!(packet_type, 4 | 5 | 7),
+            "PUBREL has flags: not here"
+        );
+        let [hi, lo] = packet_id.get().to_be_bytes();
+        if version.is_v5() && reason_code != ReasonCode::Success {
+            buf.extend_from_slice(&[packet_type << 4, 3, hi, lo, reason_code.code()]);
+        } else {
+            buf.extend_from_slice(&[packet_type << 4, 2, hi, lo]);
+        }
+    }
+
+    /// Takes a PUBACK in its 4-byte form (no reason code, no properties: every 3.x PUBACK and
+    /// MQTT 5's Success one) off the front of `buf`, the client's reply to each QoS 1
+    /// delivery, without framing it into a `Packet`. `None` (and `buf` untouched) for
+    /// anything else, which the general [`decode`] then handles, errors included.
+    ///
+    /// [`decode`]: crate::protocol::decode
+    #[inline]
+    pub fn take_short_puback(buf: &mut BytesMut) -> Option<PacketId> {
+        match buf[..] {
+            [first, 2, hi, lo, ..] if first == PUBACK_TYPE << 4 => {
+                let id = PacketId::new(u16::from_be_bytes([hi, lo]))?;
+                bytes::Buf::advance(buf, 4);
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn write<S: Sink>(&self, version: ProtocolVersion, sink: &mut S) {
         sink.put_u16(self.packet_id.get());
         if !version.is_v5() {
@@ -322,6 +448,88 @@ impl Ack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The short path writes what the general one does, byte for byte, across remaining
+    /// length boundaries, every flag, both encodings and with or without a packet id.
+    #[test]
+    fn plain_encoding_matches_the_general_one() {
+        let id = PacketId::new(0x1234);
+        for payload_len in [0, 1, 64, 110, 120, 127, 128, 16_370, 16_383, 16_384, 70_000] {
+            for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+                for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+                    for (dup, retain) in [(false, false), (true, false), (false, true)] {
+                        let publish = Publish {
+                            dup: false,
+                            qos: QoS::AtMostOnce,
+                            retain: false,
+                            topic: TopicName::parse("a/b/c").expect("valid"),
+                            packet_id: None,
+                            properties: Default::default(),
+                            payload: Bytes::from(vec![7u8; payload_len]),
+                        };
+                        let overrides = PublishOverrides {
+                            dup: dup && qos != QoS::AtMostOnce,
+                            qos,
+                            retain,
+                            packet_id: id.filter(|_| qos != QoS::AtMostOnce),
+                            subscription_identifiers: &[],
+                            topic_alias: None,
+                            omit_topic: false,
+                        };
+                        let mut plain = BytesMut::new();
+                        let mut general = BytesMut::new();
+                        publish
+                            .encode_with(version, &overrides, &mut plain)
+                            .expect("encodes");
+                        publish
+                            .encode_general(version, &overrides, &mut general)
+                            .expect("encodes");
+                        assert_eq!(plain, general, "{payload_len} B, {version:?}, {qos:?}");
+                        assert_eq!(plain.len(), publish.encoded_len_with(version, &overrides));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_acks_encode_as_packets_do_and_short_pubacks_decode() {
+        let id = PacketId::new(0xBEEF).expect("nonzero");
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            for reason in [ReasonCode::Success, ReasonCode::NoMatchingSubscribers] {
+                for (packet_type, kind) in [
+                    (PUBACK_TYPE, Packet::PubAck as fn(Ack) -> Packet),
+                    (PUBREC_TYPE, Packet::PubRec),
+                    (PUBCOMP_TYPE, Packet::PubComp),
+                ] {
+                    let mut ack = Ack::success(id);
+                    if version.is_v5() {
+                        ack.reason_code = reason;
+                    }
+                    let mut expected = BytesMut::new();
+                    kind(ack).encode(version, &mut expected).expect("encodes");
+                    let mut short = BytesMut::new();
+                    Ack::write_short(packet_type, id, reason, version, &mut short);
+                    assert_eq!(short, expected, "{version:?} {reason:?} {packet_type}");
+                }
+            }
+        }
+        let mut buf = BytesMut::from(&[0x40, 2, 0xBE, 0xEF, 0xC0, 0][..]);
+        assert_eq!(Ack::take_short_puback(&mut buf), Some(id));
+        assert_eq!(&buf[..], &[0xC0, 0], "only the PUBACK is taken");
+        // Not the short form: left for the general decoder (which reports the errors).
+        for other in [
+            &[0x40, 2, 0, 0][..],         // packet id 0
+            &[0x40, 3, 0xBE, 0xEF, 0x10], // MQTT 5 with a reason code
+            &[0x42, 2, 0xBE, 0xEF],       // reserved flags set
+            &[0x50, 2, 0xBE, 0xEF],       // PUBREC
+            &[0x40, 2, 0xBE],             // not all there yet
+        ] {
+            let mut buf = BytesMut::from(other);
+            assert_eq!(Ack::take_short_puback(&mut buf), None, "{other:?}");
+            assert_eq!(&buf[..], other);
+        }
+    }
     use crate::protocol::codec::test_support::{assert_encodes_to, decode_one, round_trip};
     use crate::protocol::Packet;
 
