@@ -11,7 +11,7 @@ use crate::protocol::{
     ClientId, ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, ReasonCode,
 };
 use crate::router::home_shard;
-use crate::session::{InboundAliases, Keepalive, Queue, Session, SessionKey};
+use crate::session::{Keepalive, Queue, Session, SessionKey};
 
 use super::auth::Access;
 use super::conn::Phase;
@@ -157,21 +157,15 @@ impl ShardCore {
         }
         let (key, session_present) = self.attach_session(&connect, window, expiry_s, now);
 
-        let max_topic_alias = if version.is_v5() {
-            self.config.limits.max_topic_alias
-        } else {
-            0
-        };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.phase = Phase::Connected;
             c.client = Some(key);
             c.keepalive = Keepalive::new(keep_alive_s, now);
-            c.aliases = InboundAliases::new(max_topic_alias);
             c.max_packet_bytes = connect
                 .properties
                 .maximum_packet_size_bytes
                 .map_or(u32::MAX, NonZeroU32::get);
-            c.will = connect.will.take().map(Box::new);
+            c.set_will(connect.will.take());
         }
         if let Some(client) = self.clients.get_mut(&key) {
             client.conn = Some(conn);
@@ -179,7 +173,7 @@ impl ShardCore {
         if let Some(deadline) = self.conns.get(&conn).and_then(|c| c.keepalive.deadline()) {
             self.note_deadline(deadline);
         }
-        if self.conns.get(&conn).is_some_and(|c| c.will.is_some()) {
+        if self.conns.get(&conn).is_some_and(|c| c.has_will()) {
             self.record(DurableChange::WillSet { session: key });
         }
         let properties = if version.is_v5() {
@@ -264,7 +258,7 @@ impl ShardCore {
             }
         }
         let key = SessionKey(self.next_session);
-        self.next_session += 1;
+        self.next_session = self.next_session.saturating_add(1);
         let limits = &self.config.limits;
         let mut session = Session::new(
             connect.client_id.clone(),

@@ -24,7 +24,7 @@ impl ShardCore {
         };
         let reason = error.reason_code();
         tracing::debug!(?conn, %error, "bad packet; closing the connection");
-        if matches!(c.phase, Phase::AwaitingConnect { .. }) {
+        if c.phase == Phase::AwaitingConnect {
             if let DecodeError::UnsupportedProtocolVersion(_) = error {
                 c.out.extend_from_slice(&CONNACK_UNACCEPTABLE_PROTOCOL);
                 self.stats.connects_refused_count += 1;
@@ -49,7 +49,7 @@ impl ShardCore {
         if self
             .conns
             .get(&conn)
-            .is_some_and(|c| matches!(c.phase, Phase::AwaitingConnect { .. }))
+            .is_some_and(|c| c.phase == Phase::AwaitingConnect)
         {
             return self.close_now(conn);
         }
@@ -110,7 +110,7 @@ impl ShardCore {
             c.write(&packet);
         }
         c.phase = Phase::Closing;
-        let will = c.will.take().map(|will| *will);
+        let will = c.take_will();
         let key = c.client?;
         let client = self.clients.get_mut(&key)?;
         if client.conn == Some(conn) {
@@ -202,7 +202,7 @@ impl ShardCore {
         let mut silent = Vec::new();
         for (id, c) in &self.conns {
             match c.phase {
-                Phase::AwaitingConnect { deadline } if now >= deadline => timed_out.push(*id),
+                Phase::AwaitingConnect if c.keepalive.expired(now) => timed_out.push(*id),
                 Phase::Connected if c.keepalive.expired(now) => silent.push(*id),
                 _ => {}
             }
@@ -249,8 +249,7 @@ impl ShardCore {
     /// The earliest deadline still ahead, if any.
     fn earliest_deadline(&self) -> Option<Instant> {
         let conns = self.conns.values().filter_map(|c| match c.phase {
-            Phase::AwaitingConnect { deadline } => Some(deadline),
-            Phase::Connected => c.keepalive.deadline(),
+            Phase::AwaitingConnect | Phase::Connected => c.keepalive.deadline(),
             Phase::Closing => None,
         });
         let sessions = self
@@ -288,7 +287,7 @@ impl ShardCore {
                 .conns
                 .get_mut(&conn)
                 .filter(|c| c.phase == Phase::Connected)
-                .and_then(|c| c.will.take());
+                .and_then(|c| c.take_will());
             if let Some(will) = will {
                 self.publish_will(&will, now);
             }

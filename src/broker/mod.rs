@@ -33,6 +33,7 @@ mod stats;
 mod subscribe;
 
 use std::collections::VecDeque;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -172,7 +173,9 @@ pub struct ShardCore {
     conns: FxHashMap<ConnId, Box<Conn>>,
     clients: FxHashMap<SessionKey, Box<Client>>,
     by_client_id: FxHashMap<ClientId, SessionKey>,
-    next_session: u64,
+    /// The next session key to hand out. Non-zero, so an `Option<SessionKey>` (one in every
+    /// connection) takes 8 bytes, not 16.
+    next_session: NonZeroU64,
     next_assigned_id: u64,
     trie: SubscriptionTrie<SessionKey>,
     /// Scratch for one routing walk, reused.
@@ -219,7 +222,7 @@ impl ShardCore {
             conns: FxHashMap::default(),
             clients: FxHashMap::default(),
             by_client_id: FxHashMap::default(),
-            next_session: 0,
+            next_session: NonZeroU64::MIN,
             next_assigned_id: 0,
             trie: SubscriptionTrie::new(),
             matches: Matches::new(),
@@ -286,7 +289,7 @@ impl ShardCore {
             }
             // Until CONNECT is handled, keep every byte: a hand-off carries them all.
             let snapshot = match c.phase {
-                Phase::AwaitingConnect { .. } => Some(c.read_buf.clone()),
+                Phase::AwaitingConnect => Some(c.read_buf.clone()),
                 _ => None,
             };
             match decode(&mut c.read_buf, c.version, max_packet) {
@@ -447,6 +450,16 @@ mod tests {
         // A lost barrier or ack would hold a reply forever.
         assert!(!MeshMessage::Barrier { id: 1 }.is_sheddable());
         assert!(!MeshMessage::BarrierAck { id: 1 }.is_sheddable());
+    }
+
+    /// Every session holds one, boxed: an idle session allocates nothing else (its window,
+    /// queue, QoS 2 ids and subscriptions come on first use), and 128 B is a mimalloc size
+    /// class (129 B would cost 160).
+    #[test]
+    fn a_session_stays_small() {
+        let size = std::mem::size_of::<Client>();
+        assert!(size <= 128, "Client: {size} bytes");
+        assert_eq!(std::mem::size_of::<Option<SessionKey>>(), 8);
     }
 
     #[test]

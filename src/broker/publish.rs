@@ -38,10 +38,11 @@ impl ShardCore {
         };
         let v5 = c.is_v5();
         if v5 {
-            match c
-                .aliases
-                .resolve(&publish.topic, publish.properties.topic_alias)
-            {
+            match c.resolve_topic(
+                &publish.topic,
+                publish.properties.topic_alias,
+                self.config.limits.max_topic_alias,
+            ) {
                 Ok(topic) => publish.topic = topic,
                 Err(error) => {
                     self.stats.topic_alias_errors_count += 1;

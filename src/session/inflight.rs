@@ -22,21 +22,27 @@ pub enum InflightState {
 #[derive(Debug)]
 pub struct Inflight {
     window: u16,
+    next_id: PacketId,
+    /// Allocated by the first QoS 1/2 delivery and freed by `clear`: every session holds an
+    /// `Inflight`, most idle ones never use it, and the empty deque and set cost 64 B each.
+    window_state: Option<Box<WindowState>>,
+}
+
+#[derive(Debug, Default)]
+struct WindowState {
     entries: VecDeque<(PacketId, InflightState)>,
     /// The ids in `entries`, so taking a free id does not scan the window: with
     /// `max_inflight_messages 0` the window is 65,535 and a scan per delivery made one
     /// busy subscriber cost a shard its whole core (the two-shard QoS 1 stall).
     used: FxHashSet<PacketId>,
-    next_id: PacketId,
 }
 
 impl Inflight {
     pub fn new(window: u16) -> Inflight {
         Inflight {
             window: window.max(1),
-            entries: VecDeque::new(),
-            used: FxHashSet::default(),
             next_id: PacketId::new(1).expect("1 is a valid packet id"),
+            window_state: None,
         }
     }
 
@@ -50,16 +56,16 @@ impl Inflight {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.window_state.as_ref().map_or(0, |w| w.entries.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Room for one more unacknowledged delivery.
     pub fn has_room(&self) -> bool {
-        self.entries.len() < usize::from(self.window)
+        self.len() < usize::from(self.window)
     }
 
     /// Takes a free packet id for `delivery` (QoS 1 or 2) and records it as sent.
@@ -72,17 +78,19 @@ impl Inflight {
     pub fn insert_get(&mut self, delivery: Delivery) -> (PacketId, &Delivery) {
         debug_assert!(delivery.qos != QoS::AtMostOnce, "QoS 0 is never inflight");
         debug_assert!(self.has_room(), "inflight window overrun");
+        let state = self.window_state.get_or_insert_with(Box::default);
         // At most `window` (< 65535) ids are in use, so a free one is always found.
         let mut id = self.next_id;
-        while self.used.contains(&id) {
+        while state.used.contains(&id) {
             id = id.next();
         }
-        self.used.insert(id);
-        debug_assert_eq!(self.used.len(), self.entries.len() + 1);
+        state.used.insert(id);
+        debug_assert_eq!(state.used.len(), state.entries.len() + 1);
         self.next_id = id.next();
-        self.entries
+        state
+            .entries
             .push_back((id, InflightState::Published(delivery)));
-        match self.entries.back() {
+        match state.entries.back() {
             Some((_, InflightState::Published(stored))) => (id, stored),
             _ => unreachable!("the entry was pushed just above"),
         }
@@ -99,16 +107,19 @@ impl Inflight {
     /// PUBREC: a QoS 2 delivery moves to `Released` (true: send PUBREL). With an error
     /// reason the exchange ends there (`failed`) and the id is freed.
     pub fn pubrec(&mut self, id: PacketId, failed: bool) -> bool {
-        let Some(i) = self.position(id) else {
+        let Some(state) = self.window_state.as_deref_mut() else {
             return false;
         };
-        match &self.entries[i].1 {
+        let Some(i) = state.position(id) else {
+            return false;
+        };
+        match &state.entries[i].1 {
             InflightState::Published(d) if d.qos == QoS::ExactlyOnce => {
                 if failed {
-                    self.entries.remove(i);
-                    self.used.remove(&id);
+                    state.entries.remove(i);
+                    state.used.remove(&id);
                 } else {
-                    self.entries[i].1 = InflightState::Released;
+                    state.entries[i].1 = InflightState::Released;
                 }
                 true
             }
@@ -125,36 +136,42 @@ impl Inflight {
 
     /// Every entry, oldest first, for a resend after reconnection.
     pub fn iter(&self) -> impl Iterator<Item = &(PacketId, InflightState)> {
-        self.entries.iter()
+        self.window_state.iter().flat_map(|w| w.entries.iter())
     }
 
     /// Keeps the entries for which `keep` says so, in order (resending after a reconnection
     /// visits each and may drop those that can no longer be sent).
     pub fn retain(&mut self, mut keep: impl FnMut(PacketId, &InflightState) -> bool) {
-        self.entries.retain(|(id, state)| keep(*id, state));
-        self.used = self.entries.iter().map(|(id, _)| *id).collect();
+        if let Some(state) = self.window_state.as_deref_mut() {
+            state.entries.retain(|(id, state)| keep(*id, state));
+            state.used = state.entries.iter().map(|(id, _)| *id).collect();
+        }
     }
 
-    /// Drops every entry (the session was discarded).
+    /// Drops every entry (the session was discarded), and the memory that held them.
     pub fn clear(&mut self) {
-        self.entries.clear();
-        self.used.clear();
-    }
-
-    fn position(&self, id: PacketId) -> Option<usize> {
-        self.entries.iter().position(|(used, _)| *used == id)
+        self.window_state = None;
     }
 
     fn remove_if(&mut self, id: PacketId, test: impl Fn(&InflightState) -> bool) -> bool {
-        match self.position(id) {
-            Some(i) if test(&self.entries[i].1) => {
-                self.entries.remove(i);
-                self.used.remove(&id);
-                debug_assert_eq!(self.used.len(), self.entries.len());
+        let Some(state) = self.window_state.as_deref_mut() else {
+            return false;
+        };
+        match state.position(id) {
+            Some(i) if test(&state.entries[i].1) => {
+                state.entries.remove(i);
+                state.used.remove(&id);
+                debug_assert_eq!(state.used.len(), state.entries.len());
                 true
             }
             _ => false,
         }
+    }
+}
+
+impl WindowState {
+    fn position(&self, id: PacketId) -> Option<usize> {
+        self.entries.iter().position(|(used, _)| *used == id)
     }
 }
 

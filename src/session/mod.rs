@@ -20,7 +20,7 @@ pub mod queue;
 pub mod topic_alias;
 pub mod will;
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,7 @@ pub use will::{will_due_at, PendingWill};
 
 /// A key naming one session on its home shard; never reused while the shard runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionKey(pub u64);
+pub struct SessionKey(pub NonZeroU64);
 
 /// One published message as the router carries it: the PUBLISH as received (topic
 /// resolved, no topic alias, no subscription identifiers), shared by every delivery.
@@ -95,7 +95,7 @@ impl Delivery {
 #[derive(Debug)]
 pub struct Session {
     pub client_id: ClientId,
-    pub subscriptions: FxHashMap<TopicFilter, SubscriptionEntry>,
+    pub subscriptions: Subscriptions,
     pub inflight: Inflight,
     pub queue: Queue,
     pub qos2: InboundQos2,
@@ -109,7 +109,7 @@ impl Session {
     pub fn new(client_id: ClientId, inflight_window: u16, queue: Queue) -> Session {
         Session {
             client_id,
-            subscriptions: FxHashMap::default(),
+            subscriptions: Subscriptions::default(),
             inflight: Inflight::new(inflight_window),
             queue,
             qos2: InboundQos2::default(),
@@ -125,6 +125,50 @@ impl Session {
 
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A session's subscriptions by filter. The map is allocated by the first SUBSCRIBE and
+/// freed by the last UNSUBSCRIBE: an empty map costs 32 B in every session, and a
+/// publisher-only client never subscribes.
+#[derive(Debug, Default)]
+pub struct Subscriptions(Option<Box<FxHashMap<TopicFilter, SubscriptionEntry>>>);
+
+impl Subscriptions {
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |map| map.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains_key(&self, filter: &TopicFilter) -> bool {
+        self.0.as_ref().is_some_and(|map| map.contains_key(filter))
+    }
+
+    /// Adds or replaces the subscription to `filter`; returns the one replaced.
+    pub fn insert(
+        &mut self,
+        filter: TopicFilter,
+        entry: SubscriptionEntry,
+    ) -> Option<SubscriptionEntry> {
+        self.0
+            .get_or_insert_with(Box::default)
+            .insert(filter, entry)
+    }
+
+    pub fn remove(&mut self, filter: &TopicFilter) -> Option<SubscriptionEntry> {
+        let map = self.0.as_mut()?;
+        let removed = map.remove(filter);
+        if map.is_empty() {
+            self.0 = None;
+        }
+        removed
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &TopicFilter> {
+        self.0.iter().flat_map(|map| map.keys())
     }
 }
 

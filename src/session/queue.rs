@@ -8,6 +8,10 @@ use crate::protocol::QoS;
 
 use super::Delivery;
 
+/// A drained queue keeps its slots up to this many (a reconnecting or briefly slow
+/// subscriber reuses them); beyond it the memory goes back.
+const DRAINED_CAPACITY_KEPT: usize = 16;
+
 /// What `push` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -20,7 +24,9 @@ pub enum Enqueued {
 
 #[derive(Debug)]
 pub struct Queue {
-    items: VecDeque<Delivery>,
+    /// Allocated by the first push: most sessions never queue, and an empty deque costs
+    /// 32 B in every one of them.
+    items: Option<Box<VecDeque<Delivery>>>,
     bytes: u64,
     max_count: u32,
     max_bytes: u64,
@@ -29,7 +35,7 @@ pub struct Queue {
 impl Queue {
     pub fn new(max_count: u32, max_bytes: u64) -> Queue {
         Queue {
-            items: VecDeque::new(),
+            items: None,
             bytes: 0,
             max_count,
             max_bytes,
@@ -37,11 +43,11 @@ impl Queue {
     }
 
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items.as_ref().map_or(0, |items| items.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len() == 0
     }
 
     pub fn bytes(&self) -> u64 {
@@ -63,10 +69,13 @@ impl Queue {
         // Shed QoS 0, oldest first, until the QoS 1/2 message fits.
         let mut shed = false;
         while !self.fits(size) {
-            let Some(i) = self.items.iter().position(|d| d.qos == QoS::AtMostOnce) else {
+            let Some(items) = self.items.as_deref_mut() else {
                 break;
             };
-            if let Some(old) = self.items.remove(i) {
+            let Some(i) = items.iter().position(|d| d.qos == QoS::AtMostOnce) else {
+                break;
+            };
+            if let Some(old) = items.remove(i) {
                 self.bytes -= old.payload_len_bytes();
                 shed = true;
             }
@@ -83,24 +92,31 @@ impl Queue {
     }
 
     pub fn pop(&mut self) -> Option<Delivery> {
-        let delivery = self.items.pop_front()?;
+        let items = self.items.as_deref_mut()?;
+        let delivery = items.pop_front()?;
+        if items.is_empty() && items.capacity() > DRAINED_CAPACITY_KEPT {
+            // A burst's worth of slots is not kept by a session that has caught up.
+            self.items = None;
+        }
         self.bytes -= delivery.payload_len_bytes();
         Some(delivery)
     }
 
     pub fn clear(&mut self) {
-        self.items.clear();
+        self.items = None;
         self.bytes = 0;
     }
 
     fn fits(&self, size: u64) -> bool {
-        self.items.len() < self.max_count as usize && self.bytes + size <= self.max_bytes
+        self.len() < self.max_count as usize && self.bytes + size <= self.max_bytes
     }
 
     fn push_back(&mut self, delivery: Delivery, size: u64) {
         self.bytes += size;
-        self.items.push_back(delivery);
-        debug_assert!(self.items.len() <= self.max_count as usize);
+        self.items
+            .get_or_insert_with(Box::default)
+            .push_back(delivery);
+        debug_assert!(self.len() <= self.max_count as usize);
         debug_assert!(self.bytes <= self.max_bytes);
     }
 }
