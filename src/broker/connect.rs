@@ -120,11 +120,6 @@ impl ShardCore {
         let assigned = connect.client_id.is_empty();
         if assigned {
             connect.client_id = self.assign_client_id();
-        } else {
-            // The id lives as long as the session: copied out of the read buffer, so it
-            // does not pin that buffer (the whole first read, up to 64 KiB) for as long.
-            connect.client_id = ClientId::new(connect.client_id.as_str())
-                .expect("the id was already checked to hold no U+0000");
         }
         let limits = &self.config.limits;
         let expiry_max = limits.session_expiry_max_s;
@@ -151,7 +146,10 @@ impl ShardCore {
             .map_or(u16::MAX, NonZeroU16::get)
             .min(limits.max_inflight_messages);
 
-        if let Some(&old) = self.by_client_id.get(&connect.client_id) {
+        if let Some(old) = self
+            .by_client_id
+            .get(connect.client_id.as_str(), &self.clients)
+        {
             let resume = version.is_v5() && !connect.clean_start;
             self.take_over(old, resume, now);
         }
@@ -235,7 +233,9 @@ impl ShardCore {
         expiry_s: u32,
         now: Instant,
     ) -> (SessionKey, bool) {
-        let existing = self.by_client_id.get(&connect.client_id).copied();
+        let existing = self
+            .by_client_id
+            .get(connect.client_id.as_str(), &self.clients);
         if let Some(key) = existing {
             // The sweep may not have run since this session's end or its will's delay.
             let expired = self
@@ -260,8 +260,13 @@ impl ShardCore {
         let key = SessionKey(self.next_session);
         self.next_session = self.next_session.saturating_add(1);
         let limits = &self.config.limits;
+        // The session's id is the only copy kept (`by_client_id` reads it there): copied
+        // out of the read buffer, so it does not pin that buffer (the whole first read, up
+        // to 64 KiB), and made once, so no second handle allocates a shared header.
+        let client_id = ClientId::new(connect.client_id.as_str())
+            .expect("the id was already checked to hold no U+0000");
         let mut session = Session::new(
-            connect.client_id.clone(),
+            client_id,
             window,
             Queue::new(limits.max_queued_messages, limits.max_queued_bytes),
         );
@@ -273,7 +278,7 @@ impl ShardCore {
                 conn: None,
             }),
         );
-        self.by_client_id.insert(connect.client_id.clone(), key);
+        self.by_client_id.insert(key, &self.clients);
         self.record(DurableChange::SessionCreated { session: key });
         (key, false)
     }

@@ -169,9 +169,8 @@ impl ShardCore {
         let Some(client) = self.clients.remove(&key) else {
             return;
         };
-        if self.by_client_id.get(&client.session.client_id) == Some(&key) {
-            self.by_client_id.remove(&client.session.client_id);
-        }
+        self.by_client_id
+            .remove(key, client.session.client_id.as_str());
         // Re-insert briefly so unsubscribe_one can find the filters it removes.
         let filters: Vec<_> = client.session.subscriptions.keys().cloned().collect();
         self.clients.insert(key, client);

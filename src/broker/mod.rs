@@ -18,12 +18,14 @@
 //! | `subscribe.rs` | SUBSCRIBE/UNSUBSCRIBE, route broadcasts, retained messages         |
 //! | `lifecycle.rs` | closing, wills, keepalive and expiry sweeps, shutdown, the mesh    |
 //! | `barrier.rs`   | replies held until other shards applied what they acknowledge      |
+//! | `client_ids.rs`| the index from client id to session, holding no copy of the ids   |
 //! | `auth.rs`      | the one authorization call                                         |
 //! | `durable.rs`   | the one place durable state changes are recorded                   |
 //! | `stats.rs`     | counters                                                           |
 
 mod auth;
 mod barrier;
+mod client_ids;
 mod conn;
 mod connect;
 mod durable;
@@ -46,7 +48,7 @@ pub use durable::DurableChange;
 pub use stats::Stats;
 
 use crate::limits::Limits;
-use crate::protocol::{decode, ClientId, Packet, PacketId, ReasonCode, TopicFilter};
+use crate::protocol::{decode, Packet, PacketId, ReasonCode, TopicFilter};
 use crate::router::{Matches, RetainedMessage, RetainedStore, SubscriptionEntry, SubscriptionTrie};
 use crate::session::{Message, PendingWill, Session, SessionKey};
 
@@ -172,7 +174,7 @@ pub struct ShardCore {
     /// `Client` made each empty slot cost hundreds of bytes per idle connection.
     conns: FxHashMap<ConnId, Box<Conn>>,
     clients: FxHashMap<SessionKey, Box<Client>>,
-    by_client_id: FxHashMap<ClientId, SessionKey>,
+    by_client_id: client_ids::ClientIds,
     /// The next session key to hand out. Non-zero, so an `Option<SessionKey>` (one in every
     /// connection) takes 8 bytes, not 16.
     next_session: NonZeroU64,
@@ -221,7 +223,7 @@ impl ShardCore {
             config,
             conns: FxHashMap::default(),
             clients: FxHashMap::default(),
-            by_client_id: FxHashMap::default(),
+            by_client_id: client_ids::ClientIds::default(),
             next_session: NonZeroU64::MIN,
             next_assigned_id: 0,
             trie: SubscriptionTrie::new(),
