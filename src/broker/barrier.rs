@@ -60,6 +60,8 @@ impl HeldReply {
 /// One connection's held replies, oldest first. The deque is allocated when a first reply
 /// is held and freed when the last one leaves: a single-shard broker never holds any, and
 /// an empty deque would cost 32 B in every connection.
+// The box is the point: 8 B in every connection instead of an empty deque's 32.
+#[allow(clippy::box_collection)]
 #[derive(Debug, Default)]
 pub(super) struct HeldReplies(Option<Box<VecDeque<HeldReply>>>);
 

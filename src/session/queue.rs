@@ -25,7 +25,8 @@ pub enum Enqueued {
 #[derive(Debug)]
 pub struct Queue {
     /// Allocated by the first push: most sessions never queue, and an empty deque costs
-    /// 32 B in every one of them.
+    /// 32 B in every one of them (the box is the point: 8 B instead).
+    #[allow(clippy::box_collection)]
     items: Option<Box<VecDeque<Delivery>>>,
     bytes: u64,
     max_count: u32,
