@@ -5,7 +5,11 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
 
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroU16;
 
 use crate::protocol::{Packet, ProtocolVersion, TopicName, Will};
@@ -191,6 +195,57 @@ impl Conn {
     }
 }
 
+/// The shard's connections by id. A table of boxes that finds each by the id inside it:
+/// 8 B a slot, where a map keyed by `ConnId` spent 16 (the id padded beside the box), and
+/// a table has up to twice as many slots as entries.
+#[derive(Debug, Default)]
+pub(super) struct Conns(HashTable<Box<Conn>>);
+
+impl Conns {
+    pub fn get(&self, id: &ConnId) -> Option<&Conn> {
+        self.0.find(hash_conn(*id), |c| c.id == *id).map(|c| &**c)
+    }
+
+    pub fn get_mut(&mut self, id: &ConnId) -> Option<&mut Conn> {
+        self.0
+            .find_mut(hash_conn(*id), |c| c.id == *id)
+            .map(|c| &mut **c)
+    }
+
+    /// Adds `conn`, replacing (and returning) one with the same id.
+    pub fn insert(&mut self, conn: Box<Conn>) -> Option<Box<Conn>> {
+        match self
+            .0
+            .entry(hash_conn(conn.id), |c| c.id == conn.id, |c| hash_conn(c.id))
+        {
+            Entry::Occupied(mut slot) => Some(std::mem::replace(slot.get_mut(), conn)),
+            Entry::Vacant(slot) => {
+                slot.insert(conn);
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, id: &ConnId) -> Option<Box<Conn>> {
+        let slot = self.0.find_entry(hash_conn(*id), |c| c.id == *id).ok()?;
+        Some(slot.remove().0)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Conn> {
+        self.0.iter().map(|c| &**c)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.0.iter().map(|c| c.id)
+    }
+}
+
+fn hash_conn(id: ConnId) -> u64 {
+    let mut hasher = FxHasher::default();
+    id.hash(&mut hasher);
+    hasher.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +287,29 @@ mod tests {
     fn a_connection_stays_small() {
         let size = std::mem::size_of::<Conn>();
         assert!(size <= 128, "Conn: {size} bytes");
+    }
+
+    #[test]
+    fn the_table_finds_each_connection_by_its_own_id() {
+        let now = Instant::now();
+        let mut conns = Conns::default();
+        // Enough to make the table grow several times.
+        for n in 0..500 {
+            assert!(conns.insert(Box::new(Conn::new(ConnId(n), now))).is_none());
+        }
+        assert_eq!(conns.get(&ConnId(7)).map(|c| c.id), Some(ConnId(7)));
+        assert!(conns.get(&ConnId(500)).is_none());
+        conns.get_mut(&ConnId(9)).expect("present").max_packet_bytes = 9;
+        assert_eq!(conns.get(&ConnId(9)).map(|c| c.max_packet_bytes), Some(9));
+        let replaced = conns.insert(Box::new(Conn::new(ConnId(9), now)));
+        assert_eq!(replaced.map(|c| c.max_packet_bytes), Some(9));
+        assert_eq!(conns.remove(&ConnId(7)).map(|c| c.id), Some(ConnId(7)));
+        assert!(conns.remove(&ConnId(7)).is_none());
+        let mut ids: Vec<_> = conns.keys().collect();
+        ids.sort_unstable();
+        assert_eq!(ids.len(), 499);
+        assert_eq!(conns.values().count(), 499);
+        assert!(!ids.contains(&ConnId(7)));
     }
 
     #[test]

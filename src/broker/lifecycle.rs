@@ -199,10 +199,10 @@ impl ShardCore {
         }
         let mut timed_out = Vec::new();
         let mut silent = Vec::new();
-        for (id, c) in &self.conns {
+        for c in self.conns.values() {
             match c.phase {
-                Phase::AwaitingConnect if c.keepalive.expired(now) => timed_out.push(*id),
-                Phase::Connected if c.keepalive.expired(now) => silent.push(*id),
+                Phase::AwaitingConnect if c.keepalive.expired(now) => timed_out.push(c.id),
+                Phase::Connected if c.keepalive.expired(now) => silent.push(c.id),
                 _ => {}
             }
         }
@@ -261,7 +261,7 @@ impl ShardCore {
     }
 
     pub(super) fn shut_down(&mut self, now: Instant) {
-        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        let mut conns: Vec<ConnId> = self.conns.keys().collect();
         conns.sort_unstable();
         for conn in conns {
             let closing = self.conns.get(&conn).map(|c| c.phase);
@@ -279,7 +279,7 @@ impl ShardCore {
     }
 
     pub(super) fn publish_all_wills(&mut self, now: Instant) {
-        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        let mut conns: Vec<ConnId> = self.conns.keys().collect();
         conns.sort_unstable();
         for conn in conns {
             let will = self
