@@ -75,13 +75,11 @@ fn hash_id(id: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ClientId;
     use crate::session::{Queue, Session};
     use std::num::NonZeroU64;
 
     fn store(clients: &mut Clients, key: u64, id: &str) -> SessionKey {
         let key = SessionKey(NonZeroU64::new(key).expect("non-zero"));
-        let id = ClientId::new(id).expect("valid");
         let session = Session::new(id, 10, Queue::new(10, 100));
         clients.insert(
             key,

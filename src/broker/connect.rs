@@ -260,13 +260,11 @@ impl ShardCore {
         let key = SessionKey(self.next_session);
         self.next_session = self.next_session.saturating_add(1);
         let limits = &self.config.limits;
-        // The session's id is the only copy kept (`by_client_id` reads it there): copied
-        // out of the read buffer, so it does not pin that buffer (the whole first read, up
-        // to 64 KiB), and made once, so no second handle allocates a shared header.
-        let client_id = ClientId::new(connect.client_id.as_str())
-            .expect("the id was already checked to hold no U+0000");
+        // The session's id is the only copy kept (`by_client_id` reads it there), copied
+        // out of the read buffer so it does not pin that buffer (the whole first read, up
+        // to 64 KiB).
         let mut session = Session::new(
-            client_id,
+            connect.client_id.as_str(),
             window,
             Queue::new(limits.max_queued_messages, limits.max_queued_bytes),
         );

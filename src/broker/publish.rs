@@ -64,7 +64,7 @@ impl ShardCore {
         }
         let authorized = match self.clients.get(&key) {
             Some(client) => self.authorizer.authorize(Access::Publish {
-                client_id: &client.session.client_id,
+                client_id: client.session.client_id.as_str(),
                 topic: &publish.topic,
             }),
             None => return,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
-use crate::protocol::{ClientId, Publish, QoS, TopicFilter};
+use crate::protocol::{Publish, QoS, TopicFilter};
 use crate::router::SubscriptionEntry;
 
 pub use inflight::{Inflight, InflightState};
@@ -94,7 +94,7 @@ impl Delivery {
 /// expiry interval allows.
 #[derive(Debug)]
 pub struct Session {
-    pub client_id: ClientId,
+    pub client_id: StoredClientId,
     pub subscriptions: Subscriptions,
     pub inflight: Inflight,
     pub queue: Queue,
@@ -106,9 +106,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(client_id: ClientId, inflight_window: u16, queue: Queue) -> Session {
+    pub fn new(client_id: &str, inflight_window: u16, queue: Queue) -> Session {
         Session {
-            client_id,
+            client_id: StoredClientId::new(client_id),
             subscriptions: Subscriptions::default(),
             inflight: Inflight::new(inflight_window),
             queue,
@@ -125,6 +125,54 @@ impl Session {
 
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// Client ids up to this long are kept inline: the space a `ClientId` took in the session
+/// anyway, so the id costs no allocation (MQTT 3.1 caps ids at 23 bytes, and clients
+/// rarely go beyond).
+const INLINE_CLIENT_ID_BYTES: usize = 30;
+
+/// A client id as its session keeps it, for as long as the session lives: a copy (it must
+/// not pin the buffer the CONNECT was read into), inline when short, boxed otherwise.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredClientId {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_CLIENT_ID_BYTES],
+    },
+    Boxed(Box<str>),
+}
+
+impl StoredClientId {
+    pub fn new(id: &str) -> StoredClientId {
+        match u8::try_from(id.len()) {
+            Ok(len) if id.len() <= INLINE_CLIENT_ID_BYTES => {
+                let mut bytes = [0; INLINE_CLIENT_ID_BYTES];
+                bytes[..id.len()].copy_from_slice(id.as_bytes());
+                StoredClientId::Inline { len, bytes }
+            }
+            _ => StoredClientId::Boxed(id.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            StoredClientId::Inline { len, bytes } => {
+                let id = &bytes[..usize::from(*len)];
+                // SAFETY: `new` copied exactly `len` bytes from a `&str` (all of it), so they
+                // are valid UTF-8, and nothing changes them afterwards (no `&mut` access is
+                // given out).
+                unsafe { std::str::from_utf8_unchecked(id) }
+            }
+            StoredClientId::Boxed(id) => id,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoredClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -205,9 +253,32 @@ mod tests {
     }
 
     #[test]
+    fn client_ids_are_kept_inline_when_short_and_whole_either_way() {
+        for id in [
+            "",
+            "a",
+            "culex-lg-conn-19499",
+            "ünïcödé-ïd-of-30-bytes-abc",
+            &"x".repeat(31),
+        ] {
+            assert_eq!(StoredClientId::new(id).as_str(), id);
+        }
+        let inline = "123456789012345678901234567890";
+        assert!(matches!(
+            StoredClientId::new(inline),
+            StoredClientId::Inline { len: 30, .. }
+        ));
+        assert!(matches!(
+            StoredClientId::new(&"x".repeat(31)),
+            StoredClientId::Boxed(_)
+        ));
+        assert_eq!(std::mem::size_of::<StoredClientId>(), 32);
+    }
+
+    #[test]
     fn a_detached_session_expires_after_its_interval() {
         let now = Instant::now();
-        let mut s = Session::new(ClientId::default(), 10, Queue::new(10, 100));
+        let mut s = Session::new("", 10, Queue::new(10, 100));
         s.expiry_interval_s = 5;
         assert!(!s.is_expired(now));
         s.detach(now);
