@@ -16,10 +16,10 @@ use culex::protocol::{ClientId, Connect, ConnectProperties, Packet, ProtocolVers
 /// The idle scenario size: its tables land where the broker's do (hashbrown grows
 /// to 32,768 buckets for 19,500 entries).
 const CONNECTIONS: u32 = 19_500;
-/// What the core may hold per idle connection, in mimalloc blocks. Measured 323 B: a
-/// 128-B `Conn`, a 128-B `Client` (session and client id inside) and 67 B of table slots.
+/// What the core may hold per idle connection, in mimalloc blocks. Measured 306 B: a
+/// 128-B `Conn`, a 128-B `Client` (session and client id inside) and 50 B of table slots.
 /// It was 676 B before they were shrunk (224 + 256 + two 24-B blocks for the id + 148 B).
-const CORE_BYTES_PER_IDLE_CONNECTION_MAX: usize = 330;
+const CORE_BYTES_PER_IDLE_CONNECTION_MAX: usize = 315;
 
 struct Counting;
 

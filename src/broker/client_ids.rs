@@ -7,11 +7,13 @@ use std::hash::{Hash, Hasher};
 
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHasher;
 
 use crate::session::SessionKey;
 
+#[cfg(test)]
 use super::Client;
+use super::Clients;
 
 #[derive(Debug, Default)]
 pub(super) struct ClientIds {
@@ -19,8 +21,6 @@ pub(super) struct ClientIds {
     /// looking at the session's own copy.
     table: HashTable<SessionKey>,
 }
-
-type Clients = FxHashMap<SessionKey, Box<Client>>;
 
 impl ClientIds {
     /// The session holding client id `id`.
@@ -81,13 +81,11 @@ mod tests {
     fn store(clients: &mut Clients, key: u64, id: &str) -> SessionKey {
         let key = SessionKey(NonZeroU64::new(key).expect("non-zero"));
         let session = Session::new(id, 10, Queue::new(10, 100));
-        clients.insert(
+        clients.insert(Box::new(Client {
             key,
-            Box::new(Client {
-                session,
-                conn: None,
-            }),
-        );
+            session,
+            conn: None,
+        }));
         key
     }
 

@@ -269,13 +269,11 @@ impl ShardCore {
             Queue::new(limits.max_queued_messages, limits.max_queued_bytes),
         );
         session.expiry_interval_s = expiry_s;
-        self.clients.insert(
+        self.clients.insert(Box::new(Client {
             key,
-            Box::new(Client {
-                session,
-                conn: None,
-            }),
-        );
+            session,
+            conn: None,
+        }));
         self.by_client_id.insert(key, &self.clients);
         self.record(DurableChange::SessionCreated { session: key });
         (key, false)

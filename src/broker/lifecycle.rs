@@ -173,7 +173,7 @@ impl ShardCore {
             .remove(key, client.session.client_id.as_str());
         // Re-insert briefly so unsubscribe_one can find the filters it removes.
         let filters: Vec<_> = client.session.subscriptions.keys().cloned().collect();
-        self.clients.insert(key, client);
+        self.clients.insert(client);
         for filter in &filters {
             self.unsubscribe_one(key, filter);
         }
