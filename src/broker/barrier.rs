@@ -12,6 +12,7 @@
 //! need no barrier. Single-shard brokers never hold anything: no barrier is ever started
 //! and the queue stays empty, which costs one `is_empty` per reply.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::protocol::{Packet, ReasonCode, TopicFilter};
@@ -53,6 +54,55 @@ impl HeldReply {
             packet,
             retained,
         }
+    }
+}
+
+/// One connection's held replies, oldest first. The deque is allocated when a first reply
+/// is held and freed when the last one leaves: a single-shard broker never holds any, and
+/// an empty deque would cost 32 B in every connection.
+// The box is the point: 8 B in every connection instead of an empty deque's 32.
+#[allow(clippy::box_collection)]
+#[derive(Debug, Default)]
+pub(super) struct HeldReplies(Option<Box<VecDeque<HeldReply>>>);
+
+impl HeldReplies {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |held| held.len())
+    }
+
+    pub fn front(&self) -> Option<&HeldReply> {
+        self.0.as_ref().and_then(|held| held.front())
+    }
+
+    #[cfg(test)]
+    pub fn back_mut(&mut self) -> Option<&mut HeldReply> {
+        self.0.as_mut().and_then(|held| held.back_mut())
+    }
+
+    pub fn push_back(&mut self, reply: HeldReply) {
+        self.0.get_or_insert_with(Box::default).push_back(reply);
+    }
+
+    pub fn pop_front(&mut self) -> Option<HeldReply> {
+        let held = self.0.as_mut()?;
+        let reply = held.pop_front();
+        if held.is_empty() {
+            self.0 = None;
+        }
+        reply
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut HeldReply> {
+        self.0.iter_mut().flat_map(|held| held.iter_mut())
+    }
+
+    /// All of them, leaving none.
+    pub fn take(&mut self) -> VecDeque<HeldReply> {
+        self.0.take().map(|held| *held).unwrap_or_default()
     }
 }
 
@@ -190,7 +240,7 @@ impl ShardCore {
         if c.held.is_empty() {
             return;
         }
-        let held = std::mem::take(&mut c.held);
+        let held = c.held.take();
         for reply in held {
             self.stats.held_replies_dropped_count += 1;
             self.forget_barrier(reply.barrier);

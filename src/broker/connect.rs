@@ -11,7 +11,7 @@ use crate::protocol::{
     ClientId, ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, ReasonCode,
 };
 use crate::router::home_shard;
-use crate::session::{InboundAliases, Keepalive, Queue, Session, SessionKey};
+use crate::session::{Keepalive, Queue, Session, SessionKey};
 
 use super::auth::Access;
 use super::conn::Phase;
@@ -120,11 +120,6 @@ impl ShardCore {
         let assigned = connect.client_id.is_empty();
         if assigned {
             connect.client_id = self.assign_client_id();
-        } else {
-            // The id lives as long as the session: copied out of the read buffer, so it
-            // does not pin that buffer (the whole first read, up to 64 KiB) for as long.
-            connect.client_id = ClientId::new(connect.client_id.as_str())
-                .expect("the id was already checked to hold no U+0000");
         }
         let limits = &self.config.limits;
         let expiry_max = limits.session_expiry_max_s;
@@ -151,27 +146,24 @@ impl ShardCore {
             .map_or(u16::MAX, NonZeroU16::get)
             .min(limits.max_inflight_messages);
 
-        if let Some(&old) = self.by_client_id.get(&connect.client_id) {
+        if let Some(old) = self
+            .by_client_id
+            .get(connect.client_id.as_str(), &self.clients)
+        {
             let resume = version.is_v5() && !connect.clean_start;
             self.take_over(old, resume, now);
         }
         let (key, session_present) = self.attach_session(&connect, window, expiry_s, now);
 
-        let max_topic_alias = if version.is_v5() {
-            self.config.limits.max_topic_alias
-        } else {
-            0
-        };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.phase = Phase::Connected;
             c.client = Some(key);
             c.keepalive = Keepalive::new(keep_alive_s, now);
-            c.aliases = InboundAliases::new(max_topic_alias);
             c.max_packet_bytes = connect
                 .properties
                 .maximum_packet_size_bytes
                 .map_or(u32::MAX, NonZeroU32::get);
-            c.will = connect.will.take().map(Box::new);
+            c.set_will(connect.will.take());
         }
         if let Some(client) = self.clients.get_mut(&key) {
             client.conn = Some(conn);
@@ -179,7 +171,7 @@ impl ShardCore {
         if let Some(deadline) = self.conns.get(&conn).and_then(|c| c.keepalive.deadline()) {
             self.note_deadline(deadline);
         }
-        if self.conns.get(&conn).is_some_and(|c| c.will.is_some()) {
+        if self.conns.get(&conn).is_some_and(|c| c.has_will()) {
             self.record(DurableChange::WillSet { session: key });
         }
         let properties = if version.is_v5() {
@@ -241,7 +233,9 @@ impl ShardCore {
         expiry_s: u32,
         now: Instant,
     ) -> (SessionKey, bool) {
-        let existing = self.by_client_id.get(&connect.client_id).copied();
+        let existing = self
+            .by_client_id
+            .get(connect.client_id.as_str(), &self.clients);
         if let Some(key) = existing {
             // The sweep may not have run since this session's end or its will's delay.
             let expired = self
@@ -264,22 +258,23 @@ impl ShardCore {
             }
         }
         let key = SessionKey(self.next_session);
-        self.next_session += 1;
+        self.next_session = self.next_session.saturating_add(1);
         let limits = &self.config.limits;
+        // The session's id is the only copy kept (`by_client_id` reads it there), copied
+        // out of the read buffer so it does not pin that buffer (the whole first read, up
+        // to 64 KiB).
         let mut session = Session::new(
-            connect.client_id.clone(),
+            connect.client_id.as_str(),
             window,
             Queue::new(limits.max_queued_messages, limits.max_queued_bytes),
         );
         session.expiry_interval_s = expiry_s;
-        self.clients.insert(
+        self.clients.insert(Box::new(Client {
             key,
-            Box::new(Client {
-                session,
-                conn: None,
-            }),
-        );
-        self.by_client_id.insert(connect.client_id.clone(), key);
+            session,
+            conn: None,
+        }));
+        self.by_client_id.insert(key, &self.clients);
         self.record(DurableChange::SessionCreated { session: key });
         (key, false)
     }

@@ -24,7 +24,7 @@ impl ShardCore {
         };
         let reason = error.reason_code();
         tracing::debug!(?conn, %error, "bad packet; closing the connection");
-        if matches!(c.phase, Phase::AwaitingConnect { .. }) {
+        if c.phase == Phase::AwaitingConnect {
             if let DecodeError::UnsupportedProtocolVersion(_) = error {
                 c.out.extend_from_slice(&CONNACK_UNACCEPTABLE_PROTOCOL);
                 self.stats.connects_refused_count += 1;
@@ -49,7 +49,7 @@ impl ShardCore {
         if self
             .conns
             .get(&conn)
-            .is_some_and(|c| matches!(c.phase, Phase::AwaitingConnect { .. }))
+            .is_some_and(|c| c.phase == Phase::AwaitingConnect)
         {
             return self.close_now(conn);
         }
@@ -110,7 +110,7 @@ impl ShardCore {
             c.write(&packet);
         }
         c.phase = Phase::Closing;
-        let will = c.will.take().map(|will| *will);
+        let will = c.take_will();
         let key = c.client?;
         let client = self.clients.get_mut(&key)?;
         if client.conn == Some(conn) {
@@ -169,12 +169,11 @@ impl ShardCore {
         let Some(client) = self.clients.remove(&key) else {
             return;
         };
-        if self.by_client_id.get(&client.session.client_id) == Some(&key) {
-            self.by_client_id.remove(&client.session.client_id);
-        }
+        self.by_client_id
+            .remove(key, client.session.client_id.as_str());
         // Re-insert briefly so unsubscribe_one can find the filters it removes.
         let filters: Vec<_> = client.session.subscriptions.keys().cloned().collect();
-        self.clients.insert(key, client);
+        self.clients.insert(client);
         for filter in &filters {
             self.unsubscribe_one(key, filter);
         }
@@ -200,10 +199,10 @@ impl ShardCore {
         }
         let mut timed_out = Vec::new();
         let mut silent = Vec::new();
-        for (id, c) in &self.conns {
+        for c in self.conns.values() {
             match c.phase {
-                Phase::AwaitingConnect { deadline } if now >= deadline => timed_out.push(*id),
-                Phase::Connected if c.keepalive.expired(now) => silent.push(*id),
+                Phase::AwaitingConnect if c.keepalive.expired(now) => timed_out.push(c.id),
+                Phase::Connected if c.keepalive.expired(now) => silent.push(c.id),
                 _ => {}
             }
         }
@@ -249,8 +248,7 @@ impl ShardCore {
     /// The earliest deadline still ahead, if any.
     fn earliest_deadline(&self) -> Option<Instant> {
         let conns = self.conns.values().filter_map(|c| match c.phase {
-            Phase::AwaitingConnect { deadline } => Some(deadline),
-            Phase::Connected => c.keepalive.deadline(),
+            Phase::AwaitingConnect | Phase::Connected => c.keepalive.deadline(),
             Phase::Closing => None,
         });
         let sessions = self
@@ -263,7 +261,7 @@ impl ShardCore {
     }
 
     pub(super) fn shut_down(&mut self, now: Instant) {
-        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        let mut conns: Vec<ConnId> = self.conns.keys().collect();
         conns.sort_unstable();
         for conn in conns {
             let closing = self.conns.get(&conn).map(|c| c.phase);
@@ -281,14 +279,14 @@ impl ShardCore {
     }
 
     pub(super) fn publish_all_wills(&mut self, now: Instant) {
-        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        let mut conns: Vec<ConnId> = self.conns.keys().collect();
         conns.sort_unstable();
         for conn in conns {
             let will = self
                 .conns
                 .get_mut(&conn)
                 .filter(|c| c.phase == Phase::Connected)
-                .and_then(|c| c.will.take());
+                .and_then(|c| c.take_will());
             if let Some(will) = will {
                 self.publish_will(&will, now);
             }

@@ -18,12 +18,14 @@
 //! | `subscribe.rs` | SUBSCRIBE/UNSUBSCRIBE, route broadcasts, retained messages         |
 //! | `lifecycle.rs` | closing, wills, keepalive and expiry sweeps, shutdown, the mesh    |
 //! | `barrier.rs`   | replies held until other shards applied what they acknowledge      |
+//! | `client_ids.rs`| the index from client id to session, holding no copy of the ids   |
 //! | `auth.rs`      | the one authorization call                                         |
 //! | `durable.rs`   | the one place durable state changes are recorded                   |
 //! | `stats.rs`     | counters                                                           |
 
 mod auth;
 mod barrier;
+mod client_ids;
 mod conn;
 mod connect;
 mod durable;
@@ -33,6 +35,7 @@ mod stats;
 mod subscribe;
 
 use std::collections::VecDeque;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -45,11 +48,11 @@ pub use durable::DurableChange;
 pub use stats::Stats;
 
 use crate::limits::Limits;
-use crate::protocol::{decode, Ack, ClientId, Packet, PacketId, ReasonCode, TopicFilter};
+use crate::protocol::{decode, Ack, Packet, PacketId, ReasonCode, TopicFilter};
 use crate::router::{Matches, RetainedMessage, RetainedStore, SubscriptionEntry, SubscriptionTrie};
 use crate::session::{Message, PendingWill, Session, SessionKey};
 
-use conn::{Conn, Phase};
+use conn::{Conn, Conns, Phase};
 
 /// A connection on this shard, assigned by the shard layer; unique among open connections
 /// of one shard. Opaque to the core.
@@ -147,8 +150,67 @@ impl Default for CoreConfig {
 /// A session living on this shard, and the connection attached to it if any.
 #[derive(Debug)]
 struct Client {
+    key: SessionKey,
     session: Session,
     conn: Option<ConnId>,
+}
+
+/// The shard's sessions by key. A table of boxes that finds each by the key inside it:
+/// 8 B a slot where a map spent 16, and a table has up to twice as many slots as entries.
+#[derive(Debug, Default)]
+struct Clients(hashbrown::HashTable<Box<Client>>);
+
+impl Clients {
+    fn get(&self, key: &SessionKey) -> Option<&Client> {
+        self.0.find(hash_key(*key), |c| c.key == *key).map(|c| &**c)
+    }
+
+    fn get_mut(&mut self, key: &SessionKey) -> Option<&mut Client> {
+        self.0
+            .find_mut(hash_key(*key), |c| c.key == *key)
+            .map(|c| &mut **c)
+    }
+
+    /// Adds `client`, replacing (and returning) one with the same key.
+    fn insert(&mut self, client: Box<Client>) -> Option<Box<Client>> {
+        let key = client.key;
+        match self
+            .0
+            .entry(hash_key(key), |c| c.key == key, |c| hash_key(c.key))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut slot) => {
+                Some(std::mem::replace(slot.get_mut(), client))
+            }
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(client);
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &SessionKey) -> Option<Box<Client>> {
+        let slot = self.0.find_entry(hash_key(*key), |c| c.key == *key).ok()?;
+        Some(slot.remove().0)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Client> {
+        self.0.iter().map(|c| &**c)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&SessionKey, &Client)> {
+        self.0.iter().map(|c| (&c.key, &**c))
+    }
+}
+
+fn hash_key(key: SessionKey) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A retained-message query sent to other shards for one new subscription.
@@ -179,11 +241,14 @@ pub struct ShardCore {
     authorizer: Authorizer,
     /// Boxed values, here and in `clients`: a map's table holds a slot for every bucket,
     /// used or not (up to half of them empty after a resize), and an inline `Conn` or
-    /// `Client` made each empty slot cost hundreds of bytes per idle connection.
-    conns: FxHashMap<ConnId, Box<Conn>>,
-    clients: FxHashMap<SessionKey, Box<Client>>,
-    by_client_id: FxHashMap<ClientId, SessionKey>,
-    next_session: u64,
+    /// `Client` made each empty slot cost hundreds of bytes per idle connection. Both keep
+    /// only the boxes (each knows its id or key): 8 B a slot.
+    conns: Conns,
+    clients: Clients,
+    by_client_id: client_ids::ClientIds,
+    /// The next session key to hand out. Non-zero, so an `Option<SessionKey>` (one in every
+    /// connection) takes 8 bytes, not 16.
+    next_session: NonZeroU64,
     next_assigned_id: u64,
     trie: SubscriptionTrie<SessionKey>,
     /// Scratch for one routing walk, reused.
@@ -231,10 +296,10 @@ impl ShardCore {
             shard_count,
             authorizer: Authorizer::new(config.allow_anonymous),
             config,
-            conns: FxHashMap::default(),
-            clients: FxHashMap::default(),
-            by_client_id: FxHashMap::default(),
-            next_session: 0,
+            conns: Conns::default(),
+            clients: Clients::default(),
+            by_client_id: client_ids::ClientIds::default(),
+            next_session: NonZeroU64::MIN,
             next_assigned_id: 0,
             trie: SubscriptionTrie::new(),
             matches: Matches::new(),
@@ -278,8 +343,7 @@ impl ShardCore {
         self.last_now = Some(now);
         let timeout =
             std::time::Duration::from_millis(u64::from(self.config.limits.connect_timeout_ms));
-        self.conns
-            .insert(conn, Box::new(Conn::new(conn, now + timeout)));
+        self.conns.insert(Box::new(Conn::new(conn, now + timeout)));
         self.note_deadline(now + timeout);
         self.stats.connections_opened_count += 1;
         self.stats.connections_current += 1;
@@ -318,7 +382,7 @@ impl ShardCore {
             let connected = c.phase == Phase::Connected;
             // Until CONNECT is handled, keep every byte: a hand-off carries them all.
             let snapshot = match c.phase {
-                Phase::AwaitingConnect { .. } => Some(c.read_buf.clone()),
+                Phase::AwaitingConnect => Some(c.read_buf.clone()),
                 _ => None,
             };
             match decode(&mut c.read_buf, c.version, max_packet) {
@@ -545,6 +609,16 @@ mod tests {
             &[1; 8],
             "a shared buffer's other half is untouched"
         );
+    }
+
+    /// Every session holds one, boxed: an idle session allocates nothing else (its window,
+    /// queue, QoS 2 ids and subscriptions come on first use), and 128 B is a mimalloc size
+    /// class (129 B would cost 160).
+    #[test]
+    fn a_session_stays_small() {
+        let size = std::mem::size_of::<Client>();
+        assert!(size <= 128, "Client: {size} bytes");
+        assert_eq!(std::mem::size_of::<Option<SessionKey>>(), 8);
     }
 
     #[test]

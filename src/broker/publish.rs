@@ -39,10 +39,11 @@ impl ShardCore {
         };
         let v5 = c.is_v5();
         if v5 {
-            match c
-                .aliases
-                .resolve(&publish.topic, publish.properties.topic_alias)
-            {
+            match c.resolve_topic(
+                &publish.topic,
+                publish.properties.topic_alias,
+                self.config.limits.max_topic_alias,
+            ) {
                 Ok(topic) => publish.topic = topic,
                 Err(error) => {
                     self.stats.topic_alias_errors_count += 1;
@@ -64,7 +65,7 @@ impl ShardCore {
         }
         let authorized = match self.clients.get(&key) {
             Some(client) => self.authorizer.authorize(Access::Publish {
-                client_id: &client.session.client_id,
+                client_id: client.session.client_id.as_str(),
                 topic: &publish.topic,
             }),
             None => return,

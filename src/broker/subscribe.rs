@@ -79,7 +79,7 @@ impl ShardCore {
             return Err(ReasonCode::QuotaExceeded);
         }
         if let Err(reason) = self.authorizer.authorize(Access::Subscribe {
-            client_id: &client.session.client_id,
+            client_id: client.session.client_id.as_str(),
             filter,
         }) {
             self.stats.not_authorized_count += 1;

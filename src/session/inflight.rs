@@ -22,6 +22,15 @@ pub enum InflightState {
 #[derive(Debug)]
 pub struct Inflight {
     window: u16,
+    /// Allocated by the first QoS 1/2 delivery and freed by `clear`: every session holds an
+    /// `Inflight` and most idle ones never use it (an empty window inline cost 64 B more
+    /// per session). Not freed when it drains: ping-pong QoS 1 traffic would then allocate
+    /// once per message.
+    state: Option<Box<Window>>,
+}
+
+#[derive(Debug, Default)]
+struct Window {
     /// In send order, which is also `step` order.
     entries: VecDeque<Entry>,
     /// The ids in `entries`, kept only once an entry has outlived a whole lap of ids (so the
@@ -56,9 +65,7 @@ impl Inflight {
     pub fn new(window: u16) -> Inflight {
         Inflight {
             window: window.max(1),
-            entries: VecDeque::new(),
-            used: None,
-            next_step: 0,
+            state: None,
         }
     }
 
@@ -72,16 +79,16 @@ impl Inflight {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.state.as_ref().map_or(0, |w| w.entries.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Room for one more unacknowledged delivery.
     pub fn has_room(&self) -> bool {
-        self.entries.len() < usize::from(self.window)
+        self.len() < usize::from(self.window)
     }
 
     /// Takes a free packet id for `delivery` (QoS 1 or 2) and records it as sent.
@@ -94,6 +101,80 @@ impl Inflight {
     pub fn insert_get(&mut self, delivery: Delivery) -> (PacketId, &Delivery) {
         debug_assert!(delivery.qos != QoS::AtMostOnce, "QoS 0 is never inflight");
         debug_assert!(self.has_room(), "inflight window overrun");
+        self.state
+            .get_or_insert_with(Box::default)
+            .insert_get(delivery)
+    }
+
+    /// PUBACK: true if `id` was a QoS 1 delivery awaiting it (now complete).
+    pub fn puback(&mut self, id: PacketId) -> bool {
+        self.state.as_deref_mut().is_some_and(|w| {
+            w.remove_if(
+                id,
+                |state| matches!(state, InflightState::Published(d) if d.qos == QoS::AtLeastOnce),
+            )
+        })
+    }
+
+    /// PUBREC: a QoS 2 delivery moves to `Released` (true: send PUBREL). With an error
+    /// reason the exchange ends there (`failed`) and the id is freed.
+    pub fn pubrec(&mut self, id: PacketId, failed: bool) -> bool {
+        let Some(w) = self.state.as_deref_mut() else {
+            return false;
+        };
+        let Some(i) = w.position(id) else {
+            return false;
+        };
+        match &w.entries[i].state {
+            InflightState::Published(d) if d.qos == QoS::ExactlyOnce => {
+                if failed {
+                    w.remove_at(i);
+                } else {
+                    w.entries[i].state = InflightState::Released;
+                }
+                true
+            }
+            // A repeated PUBREC: answer with PUBREL again.
+            InflightState::Released => !failed,
+            InflightState::Published(_) => false,
+        }
+    }
+
+    /// PUBCOMP: true if `id` was released and is now complete.
+    pub fn pubcomp(&mut self, id: PacketId) -> bool {
+        self.state
+            .as_deref_mut()
+            .is_some_and(|w| w.remove_if(id, |state| matches!(state, InflightState::Released)))
+    }
+
+    /// Every entry, oldest first, for a resend after reconnection.
+    pub fn iter(&self) -> impl Iterator<Item = (PacketId, &InflightState)> {
+        self.state
+            .iter()
+            .flat_map(|w| w.entries.iter().map(|e| (e.id, &e.state)))
+    }
+
+    /// Keeps the entries for which `keep` says so, in order (resending after a reconnection
+    /// visits each and may drop those that can no longer be sent).
+    pub fn retain(&mut self, mut keep: impl FnMut(PacketId, &InflightState) -> bool) {
+        let Some(w) = self.state.as_deref_mut() else {
+            return;
+        };
+        w.entries.retain(|e| keep(e.id, &e.state));
+        if let Some(used) = &mut w.used {
+            *used = w.entries.iter().map(|e| e.id).collect();
+        }
+        w.forget_used_if_empty();
+    }
+
+    /// Drops every entry (the session was discarded), and the memory that held them.
+    pub fn clear(&mut self) {
+        self.state = None;
+    }
+}
+
+impl Window {
+    fn insert_get(&mut self, delivery: Delivery) -> (PacketId, &Delivery) {
         let mut step = self.next_step;
         let mut id = id_at(step);
         // Entries are in step order: if the oldest was taken less than a lap ago, every id
@@ -131,61 +212,6 @@ impl Inflight {
             }) => (id, stored),
             _ => unreachable!("the entry was pushed just above"),
         }
-    }
-
-    /// PUBACK: true if `id` was a QoS 1 delivery awaiting it (now complete).
-    pub fn puback(&mut self, id: PacketId) -> bool {
-        self.remove_if(
-            id,
-            |state| matches!(state, InflightState::Published(d) if d.qos == QoS::AtLeastOnce),
-        )
-    }
-
-    /// PUBREC: a QoS 2 delivery moves to `Released` (true: send PUBREL). With an error
-    /// reason the exchange ends there (`failed`) and the id is freed.
-    pub fn pubrec(&mut self, id: PacketId, failed: bool) -> bool {
-        let Some(i) = self.position(id) else {
-            return false;
-        };
-        match &self.entries[i].state {
-            InflightState::Published(d) if d.qos == QoS::ExactlyOnce => {
-                if failed {
-                    self.remove_at(i);
-                } else {
-                    self.entries[i].state = InflightState::Released;
-                }
-                true
-            }
-            // A repeated PUBREC: answer with PUBREL again.
-            InflightState::Released => !failed,
-            InflightState::Published(_) => false,
-        }
-    }
-
-    /// PUBCOMP: true if `id` was released and is now complete.
-    pub fn pubcomp(&mut self, id: PacketId) -> bool {
-        self.remove_if(id, |state| matches!(state, InflightState::Released))
-    }
-
-    /// Every entry, oldest first, for a resend after reconnection.
-    pub fn iter(&self) -> impl Iterator<Item = (PacketId, &InflightState)> {
-        self.entries.iter().map(|e| (e.id, &e.state))
-    }
-
-    /// Keeps the entries for which `keep` says so, in order (resending after a reconnection
-    /// visits each and may drop those that can no longer be sent).
-    pub fn retain(&mut self, mut keep: impl FnMut(PacketId, &InflightState) -> bool) {
-        self.entries.retain(|e| keep(e.id, &e.state));
-        if let Some(used) = &mut self.used {
-            *used = self.entries.iter().map(|e| e.id).collect();
-        }
-        self.forget_used_if_empty();
-    }
-
-    /// Drops every entry (the session was discarded).
-    pub fn clear(&mut self) {
-        self.entries.clear();
-        self.used = None;
     }
 
     fn position(&self, id: PacketId) -> Option<usize> {
@@ -235,6 +261,31 @@ pub(crate) mod tests {
     use crate::session::Message;
     use bytes::Bytes;
     use std::sync::Arc;
+
+    impl Inflight {
+        /// The window's inner state, allocated if it was not yet.
+        fn win(&mut self) -> &mut Window {
+            self.state.get_or_insert_with(Box::default)
+        }
+    }
+
+    /// An idle session's window costs only its own 16 B: nothing is allocated until the
+    /// first QoS 1/2 delivery, and `clear` frees what was.
+    #[test]
+    fn an_unused_window_allocates_nothing() {
+        assert_eq!(std::mem::size_of::<Inflight>(), 16);
+        let mut w = Inflight::new(10);
+        assert!(w.state.is_none() && w.is_empty() && w.has_room());
+        assert!(!w.puback(PacketId::new(1).expect("non-zero")));
+        w.retain(|_, _| true);
+        assert!(w.state.is_none());
+        let id = w.insert(delivery(QoS::AtLeastOnce, b"a"));
+        assert!(w.state.is_some());
+        assert!(w.puback(id));
+        assert!(w.state.is_some(), "kept while the session lives");
+        w.clear();
+        assert!(w.state.is_none());
+    }
 
     pub(crate) fn delivery(qos: QoS, payload: &'static [u8]) -> Delivery {
         Delivery {
@@ -307,13 +358,13 @@ pub(crate) mod tests {
     #[test]
     fn ids_skip_those_in_use_across_wrap() {
         let mut w = Inflight::new(3);
-        w.next_step = 65534;
+        w.win().next_step = 65534;
         let a = w.insert(delivery(QoS::AtLeastOnce, b"a"));
         let b = w.insert(delivery(QoS::AtLeastOnce, b"b"));
         assert_eq!((a.get(), b.get()), (65535, 1));
         // A whole lap of ids later (as if 65,533 deliveries had come and gone meanwhile),
         // the next id would be `a`'s again.
-        w.next_step = 65534 + ID_LAP;
+        w.win().next_step = 65534 + ID_LAP;
         let c = w.insert(delivery(QoS::AtLeastOnce, b"c"));
         assert_eq!(c.get(), 2, "65535 and 1 are taken");
     }
@@ -331,16 +382,16 @@ pub(crate) mod tests {
             assert!(w.puback(id));
         }
         assert!(
-            w.used.is_some(),
+            w.win().used.is_some(),
             "the stuck entry made the window track its ids"
         );
         assert_eq!(w.len(), 1);
         assert!(w.puback(stuck));
-        assert!(w.used.is_none(), "an empty window forgets them");
+        assert!(w.win().used.is_none(), "an empty window forgets them");
         for _ in 0..2 * ID_LAP {
             let id = w.insert(delivery(QoS::AtLeastOnce, b"m"));
             assert!(w.puback(id));
-            assert!(w.used.is_none());
+            assert!(w.win().used.is_none());
         }
         // Out of order: the middle one first, then the rest; ids stay distinct throughout.
         let ids: Vec<_> = (0..3)

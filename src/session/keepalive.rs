@@ -19,6 +19,15 @@ impl Keepalive {
         keepalive
     }
 
+    /// No keep alive yet, only a fixed `deadline` (a new connection's connect timeout):
+    /// a packet does not move it.
+    pub fn until(deadline: Instant) -> Keepalive {
+        Keepalive {
+            interval_s: 0,
+            deadline: Some(deadline),
+        }
+    }
+
     pub fn interval_s(&self) -> u16 {
         self.interval_s
     }
@@ -53,6 +62,15 @@ mod tests {
         k.touch(t0 + Duration::from_secs(10));
         assert!(!k.expired(t0 + Duration::from_secs(24)));
         assert!(k.expired(t0 + Duration::from_secs(25)));
+    }
+
+    #[test]
+    fn a_fixed_deadline_is_not_moved_by_packets() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::until(t0 + Duration::from_secs(10));
+        k.touch(t0 + Duration::from_secs(5));
+        assert!(!k.expired(t0 + Duration::from_millis(9_999)));
+        assert!(k.expired(t0 + Duration::from_secs(10)));
     }
 
     #[test]

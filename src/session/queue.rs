@@ -8,6 +8,10 @@ use crate::protocol::QoS;
 
 use super::Delivery;
 
+/// A drained queue keeps its slots up to this many (a reconnecting or briefly slow
+/// subscriber reuses them); beyond it the memory goes back.
+const DRAINED_CAPACITY_KEPT: usize = 16;
+
 /// What `push` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -20,34 +24,44 @@ pub enum Enqueued {
 
 #[derive(Debug)]
 pub struct Queue {
-    items: VecDeque<Delivery>,
-    bytes: u64,
+    /// Allocated by the first push: most sessions never queue, and an empty deque and its
+    /// byte count cost 40 B in every one of them.
+    items: Option<Box<Items>>,
     max_count: u32,
     max_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Items {
+    deliveries: VecDeque<Delivery>,
+    /// The payload bytes of `deliveries`.
+    bytes: u64,
 }
 
 impl Queue {
     pub fn new(max_count: u32, max_bytes: u64) -> Queue {
         Queue {
-            items: VecDeque::new(),
-            bytes: 0,
+            items: None,
             max_count,
             max_bytes,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items
+            .as_ref()
+            .map_or(0, |items| items.deliveries.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len() == 0
     }
 
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.items.as_ref().map_or(0, |items| items.bytes)
     }
 
+    /// Appends `delivery` if it fits, shedding queued QoS 0 messages for a QoS 1/2 one.
     pub fn push(&mut self, delivery: Delivery) -> Enqueued {
         let size = delivery.payload_len_bytes();
         if size > self.max_bytes {
@@ -63,11 +77,18 @@ impl Queue {
         // Shed QoS 0, oldest first, until the QoS 1/2 message fits.
         let mut shed = false;
         while !self.fits(size) {
-            let Some(i) = self.items.iter().position(|d| d.qos == QoS::AtMostOnce) else {
+            let Some(items) = self.items.as_deref_mut() else {
                 break;
             };
-            if let Some(old) = self.items.remove(i) {
-                self.bytes -= old.payload_len_bytes();
+            let Some(i) = items
+                .deliveries
+                .iter()
+                .position(|d| d.qos == QoS::AtMostOnce)
+            else {
+                break;
+            };
+            if let Some(old) = items.deliveries.remove(i) {
+                items.bytes -= old.payload_len_bytes();
                 shed = true;
             }
         }
@@ -83,25 +104,31 @@ impl Queue {
     }
 
     pub fn pop(&mut self) -> Option<Delivery> {
-        let delivery = self.items.pop_front()?;
-        self.bytes -= delivery.payload_len_bytes();
+        let items = self.items.as_deref_mut()?;
+        let delivery = items.deliveries.pop_front()?;
+        items.bytes -= delivery.payload_len_bytes();
+        if items.deliveries.is_empty() && items.deliveries.capacity() > DRAINED_CAPACITY_KEPT {
+            // A burst's worth of slots is not kept by a session that has caught up.
+            debug_assert_eq!(items.bytes, 0);
+            self.items = None;
+        }
         Some(delivery)
     }
 
     pub fn clear(&mut self) {
-        self.items.clear();
-        self.bytes = 0;
+        self.items = None;
     }
 
     fn fits(&self, size: u64) -> bool {
-        self.items.len() < self.max_count as usize && self.bytes + size <= self.max_bytes
+        self.len() < self.max_count as usize && self.bytes() + size <= self.max_bytes
     }
 
     fn push_back(&mut self, delivery: Delivery, size: u64) {
-        self.bytes += size;
-        self.items.push_back(delivery);
-        debug_assert!(self.items.len() <= self.max_count as usize);
-        debug_assert!(self.bytes <= self.max_bytes);
+        let items = self.items.get_or_insert_with(Box::default);
+        items.bytes += size;
+        items.deliveries.push_back(delivery);
+        debug_assert!(items.deliveries.len() <= self.max_count as usize);
+        debug_assert!(items.bytes <= self.max_bytes);
     }
 }
 
