@@ -67,8 +67,9 @@ impl Shared {
 
 /// How the core reaches one connection's task: flags it sets, a waker to wake it.
 ///
-/// One per connection, idle ones included, so it is kept small (56 bytes): the rare
-/// parting state (hand-off, last bytes before a close) sits behind one box.
+/// One per connection, idle ones included, so it is kept small (40 bytes, a 56-byte
+/// block with its `Rc` counts): the rare parting state (hand-off, last bytes before a
+/// close) sits behind one box.
 #[derive(Default)]
 pub struct ConnSignal {
     pub writable: Cell<bool>,
@@ -80,10 +81,11 @@ pub struct ConnSignal {
     /// sleeps, so waking it would only cost a spurious poll.
     pub running: Cell<bool>,
     /// The mesh's pushing-back episode in which this connection stopped reading and left
-    /// its waker with the mesh (see [`crate::mesh::Mesh::pushing_back`]).
-    pub paused_in_epoch: Cell<Option<u64>>,
+    /// its waker with the mesh (see [`crate::mesh::Mesh::pushing_back`]), as its epoch
+    /// plus one: 0 until it first paused (an `Option<u64>` would take 8 bytes more).
+    pub paused_in_epoch: Cell<u64>,
     /// Set once, when the connection is leaving: to another shard, or closing.
-    pub parting: RefCell<Option<Box<Parting>>>,
+    pub parting: Cell<Option<Box<Parting>>>,
     waker: Cell<Option<Waker>>,
 }
 
@@ -100,22 +102,29 @@ pub enum Parting {
 impl ConnSignal {
     /// Takes the hand-off, if the core asked for one.
     pub fn take_handoff(&self) -> Option<(ShardId, BytesMut)> {
-        let mut parting = self.parting.borrow_mut();
-        if !matches!(parting.as_deref(), Some(Parting::HandOff(..))) {
-            return None;
-        }
-        match parting.take().map(|p| *p) {
-            Some(Parting::HandOff(to, received)) => Some((to, received)),
-            _ => None,
+        match self.parting.take() {
+            Some(parting) if matches!(*parting, Parting::HandOff(..)) => match *parting {
+                Parting::HandOff(to, received) => Some((to, received)),
+                Parting::LastBytes(_) => unreachable!("matched as a hand-off just above"),
+            },
+            // Put back as it was (the same box: this runs on every turn of a closing
+            // connection).
+            other => {
+                self.parting.set(other);
+                None
+            }
         }
     }
 
     /// Takes the last bytes of a closing connection (once).
     pub fn take_last_bytes(&self) -> Option<BytesMut> {
-        match self.parting.borrow_mut().as_deref_mut() {
+        let mut parting = self.parting.take();
+        let last = match parting.as_deref_mut() {
             Some(Parting::LastBytes(last)) => last.take(),
             _ => None,
-        }
+        };
+        self.parting.set(parting);
+        last
     }
 }
 
@@ -283,12 +292,14 @@ impl<C: Core> Shard<C> {
                     let last = self.core.borrow_mut().take_outgoing(conn);
                     self.signal(conn, |s| {
                         s.writable.set(false);
-                        *s.parting.borrow_mut() = Some(Box::new(Parting::LastBytes(Some(last))));
+                        s.parting
+                            .set(Some(Box::new(Parting::LastBytes(Some(last)))));
                         s.close.set(true);
                     })
                 }
                 CoreOutput::HandOff { conn, to, received } => self.signal(conn, |s| {
-                    *s.parting.borrow_mut() = Some(Box::new(Parting::HandOff(to, received)))
+                    s.parting
+                        .set(Some(Box::new(Parting::HandOff(to, received))))
                 }),
                 CoreOutput::Mesh { to, msg } => self.mesh.push(to, Envelope::Core(msg)),
             }

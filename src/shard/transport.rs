@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use super::readiness::{Readiness, SlotKey, READABLE, WRITABLE};
 
 /// A connection's byte stream, polled by the connection driver on its executor.
-pub trait Transport: Sized + 'static {
+pub trait Transport: Sized + Unpin + 'static {
     /// Read into `buf` (the shard's scratch buffer, borrowed only for this call).
     /// `Ok(0)` is end of stream.
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
