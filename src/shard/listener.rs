@@ -19,6 +19,9 @@ use super::transport::TcpTransport;
 /// Pending connections the kernel queues per shard's socket before refusing more: the
 /// usual `somaxconn`, so bursts of connects wait instead of failing.
 const LISTEN_BACKLOG: i32 = 4096;
+/// Seconds the kernel holds a connection that has sent nothing before queueing it for
+/// `accept` regardless (see [`set_defer_accept`]).
+const DEFER_ACCEPT_S: libc::c_int = 1;
 /// Pause after an accept error (EMFILE, ENFILE, ENOMEM) so a full descriptor table does
 /// not turn the accept loop into a busy loop.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -54,9 +57,33 @@ pub fn bind_socket(addr: SocketAddr) -> io::Result<Socket> {
 pub fn listen(addr: SocketAddr) -> io::Result<Socket> {
     let socket = bind_socket(addr)?;
     socket.set_nodelay(true)?;
+    set_defer_accept(&socket)?;
     socket.set_nonblocking(true)?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket)
+}
+
+/// TCP_DEFER_ACCEPT: the kernel queues a connection for `accept` once its first bytes
+/// (the CONNECT: MQTT clients speak first) have arrived, so the shard accepts and reads it
+/// in one wake-up instead of accepting, finding nothing to read, and waking again.
+/// A client that stays silent is accepted after about this long anyway, and then meets
+/// `connect_timeout_ms` as before.
+fn set_defer_accept(socket: &Socket) -> io::Result<()> {
+    let seconds: libc::c_int = DEFER_ACCEPT_S;
+    // SAFETY: setsockopt reads one c_int at the pointer, which is ours and live for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&seconds as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Accepts until the shard stops: woken by the listener's readiness edge, it accepts
@@ -167,6 +194,8 @@ fn accept(listener: &Socket) -> io::Result<Option<OwnedFd>> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     /// Connections get TCP_NODELAY from the listening socket, with no call of their own.
@@ -179,22 +208,55 @@ mod tests {
             .expect("bound")
             .as_socket()
             .expect("an IP socket");
-        let _client = std::net::TcpStream::connect(addr).expect("connect");
-        // The handshake is done once connect returns; accept may still race it briefly.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let accepted = loop {
-            match accept(&listener).expect("accept4") {
-                Some(fd) => break Socket::from(fd),
-                None if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                None => panic!("no connection to accept"),
-            }
-        };
+        let mut client = std::net::TcpStream::connect(addr).expect("connect");
+        // MQTT clients speak first; the listener defers the accept until they do.
+        client.write_all(b"x").expect("send");
+        let accepted = accept_within(&listener, Duration::from_secs(5)).expect("accepted");
         assert!(accepted.nodelay().expect("getsockopt"));
         assert!(
             accepted.nonblocking().expect("fcntl"),
             "accept4 made it non-blocking"
         );
+    }
+
+    /// TCP_DEFER_ACCEPT: a connection that has sent nothing is not handed to `accept`
+    /// (no wake-up for a socket with nothing to read); its first bytes make it acceptable,
+    /// and they are there to read at once.
+    #[test]
+    fn a_connection_is_accepted_with_its_first_bytes() {
+        let listener =
+            listen("127.0.0.1:0".parse().expect("literal address")).expect("listen on loopback");
+        let addr = listener
+            .local_addr()
+            .expect("bound")
+            .as_socket()
+            .expect("an IP socket");
+        let mut client = std::net::TcpStream::connect(addr).expect("connect");
+        // Well within the deferral (DEFER_ACCEPT_S, and the kernel's SYN-ACK retransmit).
+        assert!(
+            accept_within(&listener, Duration::from_millis(300)).is_none(),
+            "accepted before the client sent anything"
+        );
+        client.write_all(b"CONNECT").expect("send");
+        let accepted = accept_within(&listener, Duration::from_secs(5)).expect("accepted");
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 16];
+        let n = accepted
+            .recv(&mut buf)
+            .expect("the bytes came with the connection");
+        assert_eq!(n, 7);
+    }
+
+    /// Polls `accept` until it yields a connection or `within` has passed.
+    fn accept_within(listener: &Socket, within: Duration) -> Option<Socket> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match accept(listener).expect("accept4") {
+                Some(fd) => return Some(Socket::from(fd)),
+                None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                None => return None,
+            }
+        }
     }
 }
