@@ -1106,3 +1106,70 @@ fn a_qos1_stream_in_batches_is_acked_in_order_and_reuses_buffers() {
         assert!(stats.write_buffers_reused_count > 0, "{stats:?}");
     }
 }
+
+/// CONNECT, SUBSCRIBE and QoS 1 PUBLISHes in one read, the last with an MQTT 5 topic alias
+/// set and then used: the decode loop learns the session and protocol the CONNECT settled
+/// before it handles the next packet of the same read, and hands them to the PUBLISH.
+#[test]
+fn connect_and_qos1_publishes_in_one_read_are_handled_with_the_new_session() {
+    for version in [V4, V5] {
+        let mut net = Net::new(1);
+        let sock = net.open(0, version);
+        let mut batch = bytes::BytesMut::new();
+        let mut packets = vec![
+            Packet::Connect(Box::new(connect(version, "one-read", true))),
+            subscribe(1, &[("r/#", options(QoS::AtLeastOnce))], None),
+            Packet::Publish(publish("r/a", QoS::AtLeastOnce, Some(pid(2)), b"first")),
+        ];
+        if version == V5 {
+            let mut aliased = publish("r/b", QoS::AtLeastOnce, Some(pid(3)), b"second");
+            aliased.properties.make_mut().topic_alias = NonZeroU16::new(1);
+            let mut by_alias = publish("unused", QoS::AtLeastOnce, Some(pid(4)), b"third");
+            by_alias.topic = culex::protocol::TopicName::empty_for_alias();
+            by_alias.properties.make_mut().topic_alias = NonZeroU16::new(1);
+            packets.push(Packet::Publish(aliased));
+            packets.push(Packet::Publish(by_alias));
+        }
+        for packet in &packets {
+            packet.encode(version, &mut batch).expect("encodes");
+        }
+        net.send_raw(sock, &batch);
+        let got = net.recv(sock);
+        let acks: Vec<u16> = got
+            .iter()
+            .filter_map(|p| match p {
+                Packet::PubAck(a) => {
+                    assert_eq!(a.reason_code, ReasonCode::Success, "{version:?}");
+                    Some(a.packet_id.get())
+                }
+                _ => None,
+            })
+            .collect();
+        let delivered: Vec<(String, String)> = publishes(&got)
+            .iter()
+            .map(|p| {
+                let payload = String::from_utf8_lossy(&p.payload).into_owned();
+                (p.topic.as_str().to_owned(), payload)
+            })
+            .collect();
+        let (want_acks, want): (Vec<u16>, Vec<(&str, &str)>) = if version == V5 {
+            (
+                vec![2, 3, 4],
+                vec![("r/a", "first"), ("r/b", "second"), ("r/b", "third")],
+            )
+        } else {
+            (vec![2], vec![("r/a", "first")])
+        };
+        assert_eq!(acks, want_acks, "{version:?}");
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(t, p)| (t.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(delivered, want, "{version:?}");
+        assert_eq!(
+            net.cores[0].stats().messages_received_count,
+            want_acks.len() as u64
+        );
+        assert!(matches!(got[0], Packet::ConnAck(_)), "{version:?}");
+    }
+}
