@@ -172,12 +172,23 @@ impl Drop for Broker {
     }
 }
 
-/// A port nobody listens on now (the kernel's choice for port 0, released).
+/// A port nobody listens on now (the kernel's choice for port 0, released), and never
+/// one this test process handed out before: the kernel may offer a released port again,
+/// and two brokers of parallel tests would then both bind it (SO_REUSEPORT lets them)
+/// and share each other's clients.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("loopback is available")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("loopback is available")
+            .port();
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// The first id `prefix-N` whose home shard is `shard` among `shard_count`.
