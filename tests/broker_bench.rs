@@ -60,7 +60,12 @@ impl Pinned {
             .spawn()
             .expect("taskset runs");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // A probe on a port nobody listens on yet may connect to itself (the port is in
+        // the ephemeral range): only a connection from another port counts.
+        while !TcpStream::connect(("127.0.0.1", port))
+            .and_then(|probe| probe.local_addr())
+            .is_ok_and(|local| local.port() != port)
+        {
             assert!(Instant::now() < deadline, "{program} did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -43,7 +43,7 @@ fn start_mosquitto() -> Option<Broker> {
         .ok()?;
     let broker = Broker { child, port };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listening(port) {
         assert!(
             Instant::now() < deadline,
             "mosquitto did not start listening"
@@ -431,7 +431,7 @@ fn culex_broker_when_runnable() {
         .unwrap_or_else(|e| panic!("CULEX_BIN={bin:?} does not start: {e}"));
     let broker = Broker { child, port };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listening(port) {
         assert!(Instant::now() < deadline, "Culex does not listen on {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -441,4 +441,14 @@ fn culex_broker_when_runnable() {
     let out = loadgen(&broker, "culex", &args, Duration::from_secs(30));
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert_eq!(n(&out.json["messages"]["received"]), 400);
+}
+
+/// Whether something listens on 127.0.0.1:`port`. The port is in the ephemeral range, so
+/// before the broker binds it the probe's connect may pick that very port as its own and
+/// connect to itself (TCP simultaneous open): that is no broker, and it holds the port.
+fn listening(port: u16) -> bool {
+    match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Ok(probe) => probe.local_addr().map(|a| a.port()).ok() != Some(port),
+        Err(_) => false,
+    }
 }

@@ -101,7 +101,7 @@ impl Broker {
     /// Waits until the broker accepts; false if it exited first (its port was taken).
     fn wait_listening(&mut self) -> bool {
         let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(self.addr()).is_err() {
+        while !Broker::accepts(self.addr()) {
             let child = self.child.as_mut().expect("just spawned");
             if child.try_wait().expect("the child can be polled").is_some() {
                 self.child = None;
@@ -115,6 +115,18 @@ impl Broker {
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Whether something listens at `addr`. A connect to a port nobody listens on yet can
+    /// succeed by connecting to itself: the port is in the ephemeral range, and the kernel
+    /// may pick that very port as the probe's own (TCP simultaneous open). Such a socket
+    /// also holds the port, so the broker's bind fails. Seen as "connection refused" right
+    /// after a start that looked successful.
+    fn accepts(addr: SocketAddr) -> bool {
+        match TcpStream::connect(addr) {
+            Ok(probe) => probe.local_addr().ok() != Some(addr),
+            Err(_) => false,
+        }
     }
 
     pub fn pid(&self) -> u32 {
