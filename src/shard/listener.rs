@@ -47,19 +47,32 @@ pub fn bind_socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// This shard's listening socket for `addr`, non-blocking, to be registered with the
-/// shard's epoll by [`accept_loop`].
+/// This shard's socket for `addr`, bound and set up but not yet listening (see
+/// [`start_listening`]), non-blocking, to be registered with the shard's epoll by
+/// [`accept_loop`].
 ///
 /// TCP_NODELAY is set here, once: accepted sockets inherit it from the listener (Linux
 /// copies the listener's TCP state into each new socket), which spares every connect a
 /// `setsockopt`. MQTT packets are small and latency-sensitive, and writes are already
 /// batched per tick.
-pub fn listen(addr: SocketAddr) -> io::Result<Socket> {
+pub fn bind(addr: SocketAddr) -> io::Result<Socket> {
     let socket = bind_socket(addr)?;
     socket.set_nodelay(true)?;
     set_defer_accept(&socket)?;
     socket.set_nonblocking(true)?;
-    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket)
+}
+
+/// From here on the kernel queues connections for the socket.
+pub fn start_listening(socket: &Socket) -> io::Result<()> {
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// [`bind`] and [`start_listening`] at once (for tests and benches).
+#[cfg(test)]
+pub fn listen(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = bind(addr)?;
+    start_listening(&socket)?;
     Ok(socket)
 }
 

@@ -10,7 +10,7 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncReadExt;
@@ -188,6 +188,10 @@ where
     });
     let make_core = Arc::new(make_core);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
+    // Shards bind their sockets, report ready, and listen only once every shard is ready:
+    // a broker that fails to start never accepted a connection it would then reset. Closed
+    // (shards give up) if this function returns early.
+    let gate = StartGate::new();
     let links = mesh::links::<Envelope<C::Msg>>(shard_count, mesh::QUEUE_BATCHES);
     let mut bells = Vec::with_capacity(usize::from(shard_count));
     let mut ringers = Vec::with_capacity(usize::from(shard_count));
@@ -217,6 +221,7 @@ where
             addrs: addrs.clone(),
             backlog_messages: config.mesh_backlog_messages,
             ready: ready_tx.clone(),
+            gate: gate.shard_side(),
             bell,
         };
         // `spin_before_park` (`spin_us`): an idle shard polls its rings for that long after
@@ -250,14 +255,22 @@ where
         stop,
         shard_count,
     };
-    for _ in 0..shard_count {
-        let outcome = ready_rx
-            .recv_timeout(READY_TIMEOUT)
-            .unwrap_or_else(|e| Err(StartError::Executor(format!("shard did not start: {e}"))));
-        if let Err(e) = outcome {
-            running.stop();
-            let _ = running.wait();
-            return Err(e);
+    // Every shard reports twice: bound and ready to listen, then (once the gate opened)
+    // listening, so the broker accepts on every shard when this returns.
+    for phase in 0..2 {
+        for _ in 0..shard_count {
+            let outcome = ready_rx
+                .recv_timeout(READY_TIMEOUT)
+                .unwrap_or_else(|e| Err(StartError::Executor(format!("shard did not start: {e}"))));
+            if let Err(e) = outcome {
+                gate.open(false);
+                running.stop();
+                let _ = running.wait();
+                return Err(e);
+            }
+        }
+        if phase == 0 {
+            gate.open(true);
         }
     }
     drop(probes);
@@ -272,8 +285,10 @@ struct ShardPlan<M: Send + 'static> {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
     backlog_messages: u32,
-    /// Told once the shard listens (or why it cannot).
+    /// Told once the shard is ready to listen, then once it listens (or why it cannot).
     ready: mpsc::Sender<Result<(), StartError>>,
+    /// Opened once every shard is ready: then this one listens.
+    gate: Arc<GateState>,
     /// Our end of the ticker's socket: a byte arrives every tick.
     bell: StdUnixStream,
 }
@@ -288,6 +303,7 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
         addrs,
         backlog_messages,
         ready,
+        gate,
         bell,
     } = plan;
     // SAFETY: `into_raw_fd` hands over sole ownership of an open socket descriptor; the
@@ -337,15 +353,25 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
     }
     let mut listeners = Vec::with_capacity(addrs.len());
     for addr in &addrs {
-        match listener::listen(*addr) {
-            Ok(l) => listeners.push(l),
+        match listener::bind(*addr) {
+            Ok(l) => listeners.push((*addr, l)),
             Err(error) => {
                 let _ = ready.send(Err(StartError::Listen { addr: *addr, error }));
                 return;
             }
         }
     }
-    for l in listeners {
+    let _ = ready.send(Ok(()));
+    // Blocks this thread until every shard is ready; nothing of this shard's can run
+    // before it listens anyway.
+    if !wait_for_gate(&gate) {
+        return;
+    }
+    for (addr, l) in listeners {
+        if let Err(error) = listener::start_listening(&l) {
+            let _ = ready.send(Err(StartError::Listen { addr, error }));
+            return;
+        }
         glommio::spawn_local(listener::accept_loop(shard.clone(), l)).detach();
     }
     let _ = ready.send(Ok(()));
@@ -363,6 +389,56 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
         shard.pump();
     }
     stop_shard(&shard, shard_count).await;
+}
+
+/// The starter's side of the gate every shard waits at before it listens. Dropping it
+/// unopened tells the shards to give up.
+struct StartGate {
+    state: Arc<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// `None` until opened; then whether to go on.
+    open: Mutex<Option<bool>>,
+    opened: Condvar,
+}
+
+impl StartGate {
+    fn new() -> StartGate {
+        StartGate {
+            state: Arc::new(GateState::default()),
+        }
+    }
+
+    fn shard_side(&self) -> Arc<GateState> {
+        self.state.clone()
+    }
+
+    fn open(&self, go: bool) {
+        let mut open = self.state.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.is_none() {
+            *open = Some(go);
+            self.state.opened.notify_all();
+        }
+    }
+}
+
+impl Drop for StartGate {
+    fn drop(&mut self) {
+        self.open(false);
+    }
+}
+
+/// Whether the starter said go (false: another shard could not start).
+fn wait_for_gate(gate: &GateState) -> bool {
+    let mut open = gate.open.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        match *open {
+            Some(go) => return go,
+            None => open = gate.opened.wait(open).unwrap_or_else(|e| e.into_inner()),
+        }
+    }
 }
 
 /// A socket pair for one shard's tick: the ticker's end (non-blocking: a shard that has not

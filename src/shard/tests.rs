@@ -388,6 +388,8 @@ fn max_connections_refuses_beyond_the_limit_and_frees_on_close() {
     assert_eq!(a.line(), "a\n");
     assert_eq!(b.line(), "b\n");
     let mut c = Client::connect(addr);
+    // Clients speak first (the listener defers accepting a silent one for a second).
+    c.send("c\n");
     assert!(c.at_eof(), "the third connection is closed unanswered");
     a.send("BYE\n");
     assert_eq!(a.line(), "bye\n");

@@ -35,7 +35,7 @@ pub struct TcpTransport {
 impl TcpTransport {
     /// Registers a non-blocking socket (accepted here or adopted from another shard) with
     /// the shard's epoll. TCP_NODELAY comes with an accepted socket from the listening
-    /// socket (see [`super::listener::listen`]), not from a `setsockopt` per connection.
+    /// socket (see [`super::listener::bind`]), not from a `setsockopt` per connection.
     pub fn register(fd: OwnedFd, readiness: &Rc<Readiness>) -> io::Result<TcpTransport> {
         let key = readiness.register(fd.as_raw_fd())?;
         Ok(TcpTransport {
