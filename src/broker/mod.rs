@@ -374,12 +374,17 @@ impl ShardCore {
                     if !std::mem::replace(&mut touched, true) {
                         c.keepalive.touch(now);
                     }
-                    self.on_puback(conn, id, now);
+                    // The session is known here: `on_puback` would look the connection
+                    // up again only to learn it.
+                    if let Some(key) = c.client {
+                        self.on_session_puback(key, id, now);
+                    }
                     continue;
                 }
             }
-            // Passed on: `handle` would look the connection up again to learn it.
+            // Passed on: `handle` would look the connection up again to learn them.
             let connected = c.phase == Phase::Connected;
+            let client = c.client.map(|key| (key, c.is_v5()));
             // Until CONNECT is handled, keep every byte: a hand-off carries them all.
             let snapshot = match c.phase {
                 Phase::AwaitingConnect => Some(c.read_buf.clone()),
@@ -391,7 +396,7 @@ impl ShardCore {
                     if !std::mem::replace(&mut touched, true) {
                         c.keepalive.touch(now);
                     }
-                    self.handle(conn, packet, snapshot, connected, now);
+                    self.handle(conn, packet, snapshot, connected, client, now);
                 }
                 Err(error) => {
                     self.decode_failed(conn, error, now);
@@ -506,6 +511,7 @@ impl ShardCore {
         packet: Packet,
         snapshot: Option<BytesMut>,
         connected: bool,
+        client: Option<(SessionKey, bool)>,
         now: Instant,
     ) {
         match packet {
@@ -513,7 +519,12 @@ impl ShardCore {
                 self.on_connect(conn, *connect, snapshot.unwrap_or_default(), now)
             }
             _ if !connected => self.protocol_error(conn, ReasonCode::ProtocolError, now),
-            Packet::Publish(publish) => self.on_publish(conn, publish, now),
+            Packet::Publish(publish) => {
+                // A connected connection always has its session.
+                if let Some((key, v5)) = client {
+                    self.on_publish(conn, key, v5, publish, now)
+                }
+            }
             Packet::PubAck(ack) => self.on_puback(conn, ack.packet_id, now),
             Packet::PubRec(ack) => self.on_pubrec(conn, ack, now),
             Packet::PubRel(ack) => self.on_pubrel(conn, ack.packet_id, now),
