@@ -99,16 +99,28 @@ impl Broker {
     }
 
     /// Waits until the broker accepts; false if it exited first (its port was taken).
+    ///
+    /// Ready means several probes in a row were accepted and the broker is still running
+    /// after them. One accepted probe was not enough: about one full test run in four, the
+    /// first client right after it was refused (always in the test that starts first
+    /// among brokers started at once; not understood yet, see results/notes.md).
     fn wait_listening(&mut self) -> bool {
+        const PROBES_IN_A_ROW: u32 = 3;
         let deadline = Instant::now() + WAIT;
-        while !Broker::accepts(self.addr()) {
+        let mut accepted = 0;
+        while accepted < PROBES_IN_A_ROW {
+            if Broker::accepts(self.addr()) {
+                accepted += 1;
+            } else {
+                accepted = 0;
+            }
             let child = self.child.as_mut().expect("just spawned");
             if child.try_wait().expect("the child can be polled").is_some() {
                 self.child = None;
                 return false;
             }
             assert!(Instant::now() < deadline, "culex did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(if accepted > 0 { 5 } else { 20 }));
         }
         true
     }
