@@ -214,13 +214,7 @@ mod tests {
     /// Connections get TCP_NODELAY from the listening socket, with no call of their own.
     #[test]
     fn accepted_connections_inherit_nodelay() {
-        let listener =
-            listen("127.0.0.1:0".parse().expect("literal address")).expect("listen on loopback");
-        let addr = listener
-            .local_addr()
-            .expect("bound")
-            .as_socket()
-            .expect("an IP socket");
+        let (listener, addr) = loopback_listener();
         let mut client = std::net::TcpStream::connect(addr).expect("connect");
         // MQTT clients speak first; the listener defers the accept until they do.
         client.write_all(b"x").expect("send");
@@ -237,13 +231,7 @@ mod tests {
     /// and they are there to read at once.
     #[test]
     fn a_connection_is_accepted_with_its_first_bytes() {
-        let listener =
-            listen("127.0.0.1:0".parse().expect("literal address")).expect("listen on loopback");
-        let addr = listener
-            .local_addr()
-            .expect("bound")
-            .as_socket()
-            .expect("an IP socket");
+        let (listener, addr) = loopback_listener();
         let mut client = std::net::TcpStream::connect(addr).expect("connect");
         // Well within the deferral (DEFER_ACCEPT_S, and the kernel's SYN-ACK retransmit).
         assert!(
@@ -257,6 +245,18 @@ mod tests {
             .recv(&mut buf)
             .expect("the bytes came with the connection");
         assert_eq!(n, 7);
+    }
+
+    /// A listening socket on a free loopback port, and its address.
+    fn loopback_listener() -> (Socket, std::net::SocketAddr) {
+        let listener =
+            listen("127.0.0.1:0".parse().expect("literal address")).expect("listen on loopback");
+        let addr = listener
+            .local_addr()
+            .expect("bound")
+            .as_socket()
+            .expect("an IP socket");
+        (listener, addr)
     }
 
     /// Polls `accept` until it yields a connection or `within` has passed.
