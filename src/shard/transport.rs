@@ -48,77 +48,67 @@ impl TcpTransport {
     fn raw(&self) -> libc::c_int {
         self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
-}
 
-impl Transport for TcpTransport {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    /// Runs `syscall` (one non-blocking `recv` or `send` on the descriptor, returning a
+    /// byte count or -1) until it succeeds or fails, or parks the task until the socket's
+    /// next `flag` edge when it would block.
+    fn until_blocked(
+        &mut self,
+        flag: u8,
+        cx: &Context<'_>,
+        mut syscall: impl FnMut(libc::c_int) -> isize,
+    ) -> Poll<io::Result<usize>> {
         loop {
-            if self
-                .readiness
-                .poll_ready(self.key, READABLE, cx)
-                .is_pending()
-            {
+            if self.readiness.poll_ready(self.key, flag, cx).is_pending() {
                 return Poll::Pending;
             }
-            // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which we borrow
-            // mutably for the call; the descriptor is ours and open.
-            let n = unsafe {
-                libc::recv(
-                    self.raw(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n >= 0 {
-                let n = n as usize;
-                // A short read emptied the receive queue: data arriving after it raises a
-                // new edge, so skip the `recv` that would only say EAGAIN. (A hang-up
-                // already seen stays flagged and keeps the slot readable.)
-                if n > 0 && n < buf.len() {
-                    self.readiness.clear(self.key, READABLE);
-                }
-                return Poll::Ready(Ok(n));
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => self.readiness.clear(self.key, READABLE),
-                io::ErrorKind::Interrupted => {}
-                _ => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        loop {
-            if self
-                .readiness
-                .poll_ready(self.key, WRITABLE, cx)
-                .is_pending()
-            {
-                return Poll::Pending;
-            }
-            // SAFETY: send reads at most `buf.len()` bytes from `buf`, borrowed for the
-            // call; the descriptor is ours and open. MSG_NOSIGNAL: a peer that is gone is
-            // an error here, not a SIGPIPE for the process.
-            let n = unsafe {
-                libc::send(
-                    self.raw(),
-                    buf.as_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
+            let n = syscall(self.raw());
             if n >= 0 {
                 return Poll::Ready(Ok(n as usize));
             }
             let e = io::Error::last_os_error();
             match e.kind() {
-                io::ErrorKind::WouldBlock => self.readiness.clear(self.key, WRITABLE),
+                io::ErrorKind::WouldBlock => self.readiness.clear(self.key, flag),
                 io::ErrorKind::Interrupted => {}
                 _ => return Poll::Ready(Err(e)),
             }
         }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let len = buf.len();
+        let read = self.until_blocked(READABLE, cx, |fd| {
+            // SAFETY: recv writes at most `len` bytes into `buf`, which we borrow mutably
+            // for the call; the descriptor is ours and open.
+            unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), len, libc::MSG_DONTWAIT) }
+        });
+        // A short read emptied the receive queue: data arriving after it raises a new
+        // edge, so skip the `recv` that would only say EAGAIN. (A hang-up already seen
+        // stays flagged and keeps the slot readable.)
+        if let Poll::Ready(Ok(n)) = read {
+            if n > 0 && n < len {
+                self.readiness.clear(self.key, READABLE);
+            }
+        }
+        read
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.until_blocked(WRITABLE, cx, |fd| {
+            // SAFETY: send reads at most `buf.len()` bytes from `buf`, borrowed for the
+            // call; the descriptor is ours and open. MSG_NOSIGNAL: a peer that is gone is
+            // an error here, not a SIGPIPE for the process.
+            unsafe {
+                libc::send(
+                    fd,
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            }
+        })
     }
 
     fn poll_shutdown_write(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
