@@ -10,7 +10,7 @@
 //!
 //! Why: a glommio `TcpStream` keeps a pending POLL_ADD `Source` per socket (~512 B of an
 //! idle connection's memory) and arms a new one after every short `recv` (an allocation,
-//! an SQE and a CQE per message batch); here an idle connection costs one 32-byte slot,
+//! an SQE and a CQE per message batch); here an idle connection costs one 24-byte slot,
 //! and a busy shard pays one `epoll_wait` for a batch of events.
 //!
 //! Edge-triggered rules kept here: a flag is cleared only when the socket said EAGAIN, or
