@@ -136,8 +136,6 @@ impl<C: Core, T: Transport> Serving<C, T> {
                 }
             },
         }
-        // Nothing left to write: an ended connection keeps no buffer until its task is freed.
-        self.pending = BytesMut::new();
     }
 }
 
