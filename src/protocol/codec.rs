@@ -3,14 +3,14 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::error::{DecodeError, EncodeError};
-use super::frame::{check_frame, FrameStatus, MAX_REMAINING_LENGTH};
+use super::frame::{check_frame, FrameStatus};
 use super::packet::{
     Ack, Auth, ConnAck, Connect, Disconnect, Packet, Publish, PublishOverrides, SubAck, Subscribe,
     UnsubAck, Unsubscribe,
 };
 use super::reason::ReasonContext;
 use super::types::ProtocolVersion;
-use super::wire::{varint_len, Counter, Reader, Sink};
+use super::wire::{packet_len, varint_len, Counter, Reader, Sink};
 
 /// Decodes one packet from the front of `buf` if a whole one is there, splitting it off
 /// (zero-copy: the packet's `Bytes` share `buf`'s allocation). `Ok(None)`: more bytes needed.
@@ -133,12 +133,7 @@ impl Packet {
             return Err(error);
         }
         let body_len = counter.len;
-        if body_len > MAX_REMAINING_LENGTH {
-            return Err(EncodeError::PacketTooLarge {
-                size_bytes: 1 + varint_len(body_len) + body_len,
-            });
-        }
-        buf.reserve(1 + varint_len(body_len) + body_len);
+        buf.reserve(packet_len(body_len)?);
         buf.put_u8(self.first_byte());
         Sink::put_varint(buf, body_len as u32);
         let start = buf.len();

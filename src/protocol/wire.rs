@@ -181,6 +181,16 @@ pub(crate) const fn varint_len(value: usize) -> usize {
     }
 }
 
+/// Refuses a body longer than the fixed header's remaining length can say; otherwise the
+/// bytes the whole packet takes (first byte, remaining length, body).
+pub(crate) fn packet_len(body_len: usize) -> Result<usize, EncodeError> {
+    let size_bytes = 1 + varint_len(body_len) + body_len;
+    if body_len > super::frame::MAX_REMAINING_LENGTH {
+        return Err(EncodeError::PacketTooLarge { size_bytes });
+    }
+    Ok(size_bytes)
+}
+
 /// Where encoded bytes go: a buffer, or a counter that only adds up their length.
 pub(crate) trait Sink {
     fn put_u8(&mut self, value: u8);

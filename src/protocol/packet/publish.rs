@@ -45,7 +45,6 @@ impl Ack {
 use std::num::{NonZeroU16, NonZeroU32};
 
 use crate::protocol::error::{DecodeError, EncodeError};
-use crate::protocol::frame::MAX_REMAINING_LENGTH;
 use crate::protocol::property_codec::{
     read_properties, read_publish_properties, write_properties, write_publish_properties,
 };
@@ -53,7 +52,7 @@ use crate::protocol::reason::ReasonContext;
 use crate::protocol::topic::TopicError;
 use crate::protocol::types::ProtocolVersion;
 use crate::protocol::wire::varint_len;
-use crate::protocol::wire::{scan, Counter, Reader, Sink};
+use crate::protocol::wire::{packet_len, scan, Counter, Reader, Sink};
 use bytestring::ByteString;
 
 use super::{read_packet_id, read_reason};
@@ -176,12 +175,7 @@ impl Publish {
     ) -> Result<(), EncodeError> {
         let props_len = self.properties_len(version, overrides)?;
         let body_len = self.body_len(version, overrides, props_len);
-        if body_len > MAX_REMAINING_LENGTH {
-            return Err(EncodeError::PacketTooLarge {
-                size_bytes: 1 + varint_len(body_len) + body_len,
-            });
-        }
-        buf.reserve(1 + varint_len(body_len) + body_len);
+        buf.reserve(packet_len(body_len)?);
         let mut first_byte = PUBLISH_TYPE << 4 | overrides.qos.bits() << 1;
         if overrides.dup {
             first_byte |= DUP;
@@ -222,11 +216,7 @@ impl Publish {
             middle_len += 1;
         }
         let body_len = 2 + topic.len() + middle_len + self.payload.len();
-        if body_len > MAX_REMAINING_LENGTH {
-            return Err(EncodeError::PacketTooLarge {
-                size_bytes: 1 + varint_len(body_len) + body_len,
-            });
-        }
+        let size_bytes = packet_len(body_len)?;
         // First byte, remaining length (at most 4 bytes), topic length.
         let mut head = [0u8; 7];
         head[0] = PUBLISH_TYPE << 4
@@ -248,7 +238,7 @@ impl Publish {
         }
         head[head_len..head_len + 2].copy_from_slice(&topic_len.to_be_bytes());
         head_len += 2;
-        buf.reserve(head_len - 2 + body_len);
+        buf.reserve(size_bytes);
         buf.extend_from_slice(&head[..head_len]);
         buf.extend_from_slice(topic);
         buf.extend_from_slice(&middle[..middle_len]);
