@@ -10,7 +10,7 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncReadExt;
@@ -188,10 +188,10 @@ where
     });
     let make_core = Arc::new(make_core);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
-    // Shards bind their sockets, report ready, and listen only once every shard is ready:
-    // a broker that fails to start never accepted a connection it would then reset. Closed
-    // (shards give up) if this function returns early.
-    let gate = StartGate::new();
+    // Shards bind their sockets, report ready, and listen only once every shard is ready
+    // (a `go` each): a broker that fails to start never accepted a connection it would
+    // then reset. A shard whose `go` sender is dropped unsent gives up.
+    let mut go_senders = Vec::with_capacity(usize::from(shard_count));
     let links = mesh::links::<Envelope<C::Msg>>(shard_count, mesh::QUEUE_BATCHES);
     let mut bells = Vec::with_capacity(usize::from(shard_count));
     let mut ringers = Vec::with_capacity(usize::from(shard_count));
@@ -221,7 +221,11 @@ where
             addrs: addrs.clone(),
             backlog_messages: config.mesh_backlog_messages,
             ready: ready_tx.clone(),
-            gate: gate.shard_side(),
+            go: {
+                let (tx, rx) = mpsc::channel();
+                go_senders.push(tx);
+                rx
+            },
             bell,
         };
         // `spin_before_park` (`spin_us`): an idle shard polls its rings for that long after
@@ -263,14 +267,16 @@ where
                 .recv_timeout(READY_TIMEOUT)
                 .unwrap_or_else(|e| Err(StartError::Executor(format!("shard did not start: {e}"))));
             if let Err(e) = outcome {
-                gate.open(false);
+                go_senders.clear();
                 running.stop();
                 let _ = running.wait();
                 return Err(e);
             }
         }
         if phase == 0 {
-            gate.open(true);
+            for go in &go_senders {
+                let _ = go.send(());
+            }
         }
     }
     drop(probes);
@@ -287,8 +293,8 @@ struct ShardPlan<M: Send + 'static> {
     backlog_messages: u32,
     /// Told once the shard is ready to listen, then once it listens (or why it cannot).
     ready: mpsc::Sender<Result<(), StartError>>,
-    /// Opened once every shard is ready: then this one listens.
-    gate: Arc<GateState>,
+    /// Sent once every shard is ready: then this one listens.
+    go: mpsc::Receiver<()>,
     /// Our end of the ticker's socket: a byte arrives every tick.
     bell: StdUnixStream,
 }
@@ -303,7 +309,7 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
         addrs,
         backlog_messages,
         ready,
-        gate,
+        go,
         bell,
     } = plan;
     // SAFETY: `into_raw_fd` hands over sole ownership of an open socket descriptor; the
@@ -364,7 +370,7 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
     let _ = ready.send(Ok(()));
     // Blocks this thread until every shard is ready; nothing of this shard's can run
     // before it listens anyway.
-    if !wait_for_gate(&gate) {
+    if go.recv().is_err() {
         return;
     }
     for (addr, l) in listeners {
@@ -389,56 +395,6 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
         shard.pump();
     }
     stop_shard(&shard, shard_count).await;
-}
-
-/// The starter's side of the gate every shard waits at before it listens. Dropping it
-/// unopened tells the shards to give up.
-struct StartGate {
-    state: Arc<GateState>,
-}
-
-#[derive(Default)]
-struct GateState {
-    /// `None` until opened; then whether to go on.
-    open: Mutex<Option<bool>>,
-    opened: Condvar,
-}
-
-impl StartGate {
-    fn new() -> StartGate {
-        StartGate {
-            state: Arc::new(GateState::default()),
-        }
-    }
-
-    fn shard_side(&self) -> Arc<GateState> {
-        self.state.clone()
-    }
-
-    fn open(&self, go: bool) {
-        let mut open = self.state.open.lock().unwrap_or_else(|e| e.into_inner());
-        if open.is_none() {
-            *open = Some(go);
-            self.state.opened.notify_all();
-        }
-    }
-}
-
-impl Drop for StartGate {
-    fn drop(&mut self) {
-        self.open(false);
-    }
-}
-
-/// Whether the starter said go (false: another shard could not start).
-fn wait_for_gate(gate: &GateState) -> bool {
-    let mut open = gate.open.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        match *open {
-            Some(go) => return go,
-            None => open = gate.opened.wait(open).unwrap_or_else(|e| e.into_inner()),
-        }
-    }
 }
 
 /// A socket pair for one shard's tick: the ticker's end (non-blocking: a shard that has not
