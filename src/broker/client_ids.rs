@@ -3,14 +3,12 @@
 //! a 32-B key in every slot, empty or not, plus a shared-buffer header (32 B) for the
 //! second handle on each id: about 100 B per idle connection at 19,500 of them.
 
-use std::hash::{Hash, Hasher};
-
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
-use rustc_hash::FxHasher;
 
 use crate::session::SessionKey;
 
+use super::fx_hash;
 #[cfg(test)]
 use super::Client;
 use super::Clients;
@@ -26,7 +24,7 @@ impl ClientIds {
     /// The session holding client id `id`.
     pub fn get(&self, id: &str, clients: &Clients) -> Option<SessionKey> {
         self.table
-            .find(hash_id(id), |key| id_of(clients, *key) == Some(id))
+            .find(fx_hash(id), |key| id_of(clients, *key) == Some(id))
             .copied()
     }
 
@@ -38,9 +36,9 @@ impl ClientIds {
             return;
         };
         let entry = self.table.entry(
-            hash_id(id),
+            fx_hash(id),
             |other| id_of(clients, *other) == Some(id),
-            |other| hash_id(id_of(clients, *other).unwrap_or_default()),
+            |other| fx_hash(id_of(clients, *other).unwrap_or_default()),
         );
         match entry {
             Entry::Occupied(mut slot) => *slot.get_mut() = key,
@@ -52,7 +50,7 @@ impl ClientIds {
 
     /// Forgets `key`, whose client id is `id`, if it is the session indexed for `id`.
     pub fn remove(&mut self, key: SessionKey, id: &str) {
-        if let Ok(slot) = self.table.find_entry(hash_id(id), |other| *other == key) {
+        if let Ok(slot) = self.table.find_entry(fx_hash(id), |other| *other == key) {
             slot.remove();
         }
     }
@@ -64,12 +62,6 @@ fn id_of(clients: &Clients, key: SessionKey) -> Option<&str> {
         .map(|client| client.session.client_id.as_str());
     debug_assert!(id.is_some(), "an indexed session is stored");
     id
-}
-
-fn hash_id(id: &str) -> u64 {
-    let mut hasher = FxHasher::default();
-    id.hash(&mut hasher);
-    hasher.finish()
 }
 
 #[cfg(test)]

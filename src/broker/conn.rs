@@ -7,9 +7,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
-use rustc_hash::FxHasher;
 
-use std::hash::{Hash, Hasher};
 use std::num::NonZeroU16;
 
 use crate::protocol::{Packet, ProtocolVersion, TopicName, Will};
@@ -18,6 +16,7 @@ use crate::session::{AliasError, InboundAliases, Keepalive, SessionKey};
 use super::barrier::HeldReplies;
 #[cfg(test)]
 use super::barrier::HeldReply;
+use super::fx_hash;
 use super::ConnId;
 
 /// An idle connection keeps no read buffer above this: allocate on data, shrink when idle.
@@ -203,12 +202,12 @@ pub(super) struct Conns(HashTable<Box<Conn>>);
 
 impl Conns {
     pub fn get(&self, id: &ConnId) -> Option<&Conn> {
-        self.0.find(hash_conn(*id), |c| c.id == *id).map(|c| &**c)
+        self.0.find(fx_hash(*id), |c| c.id == *id).map(|c| &**c)
     }
 
     pub fn get_mut(&mut self, id: &ConnId) -> Option<&mut Conn> {
         self.0
-            .find_mut(hash_conn(*id), |c| c.id == *id)
+            .find_mut(fx_hash(*id), |c| c.id == *id)
             .map(|c| &mut **c)
     }
 
@@ -216,7 +215,7 @@ impl Conns {
     pub fn insert(&mut self, conn: Box<Conn>) -> Option<Box<Conn>> {
         match self
             .0
-            .entry(hash_conn(conn.id), |c| c.id == conn.id, |c| hash_conn(c.id))
+            .entry(fx_hash(conn.id), |c| c.id == conn.id, |c| fx_hash(c.id))
         {
             Entry::Occupied(mut slot) => Some(std::mem::replace(slot.get_mut(), conn)),
             Entry::Vacant(slot) => {
@@ -227,7 +226,7 @@ impl Conns {
     }
 
     pub fn remove(&mut self, id: &ConnId) -> Option<Box<Conn>> {
-        let slot = self.0.find_entry(hash_conn(*id), |c| c.id == *id).ok()?;
+        let slot = self.0.find_entry(fx_hash(*id), |c| c.id == *id).ok()?;
         Some(slot.remove().0)
     }
 
@@ -238,12 +237,6 @@ impl Conns {
     pub fn keys(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.0.iter().map(|c| c.id)
     }
-}
-
-fn hash_conn(id: ConnId) -> u64 {
-    let mut hasher = FxHasher::default();
-    id.hash(&mut hasher);
-    hasher.finish()
 }
 
 #[cfg(test)]

@@ -162,12 +162,12 @@ struct Clients(hashbrown::HashTable<Box<Client>>);
 
 impl Clients {
     fn get(&self, key: &SessionKey) -> Option<&Client> {
-        self.0.find(hash_key(*key), |c| c.key == *key).map(|c| &**c)
+        self.0.find(fx_hash(*key), |c| c.key == *key).map(|c| &**c)
     }
 
     fn get_mut(&mut self, key: &SessionKey) -> Option<&mut Client> {
         self.0
-            .find_mut(hash_key(*key), |c| c.key == *key)
+            .find_mut(fx_hash(*key), |c| c.key == *key)
             .map(|c| &mut **c)
     }
 
@@ -176,7 +176,7 @@ impl Clients {
         let key = client.key;
         match self
             .0
-            .entry(hash_key(key), |c| c.key == key, |c| hash_key(c.key))
+            .entry(fx_hash(key), |c| c.key == key, |c| fx_hash(c.key))
         {
             hashbrown::hash_table::Entry::Occupied(mut slot) => {
                 Some(std::mem::replace(slot.get_mut(), client))
@@ -189,7 +189,7 @@ impl Clients {
     }
 
     fn remove(&mut self, key: &SessionKey) -> Option<Box<Client>> {
-        let slot = self.0.find_entry(hash_key(*key), |c| c.key == *key).ok()?;
+        let slot = self.0.find_entry(fx_hash(*key), |c| c.key == *key).ok()?;
         Some(slot.remove().0)
     }
 
@@ -204,13 +204,6 @@ impl Clients {
     fn iter(&self) -> impl Iterator<Item = (&SessionKey, &Client)> {
         self.0.iter().map(|c| (&c.key, &**c))
     }
-}
-
-fn hash_key(key: SessionKey) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = rustc_hash::FxHasher::default();
-    key.hash(&mut hasher);
-    hasher.finish()
 }
 
 /// A retained-message query sent to other shards for one new subscription.
@@ -279,6 +272,13 @@ pub struct ShardCore {
     /// one lowers it, so it stays a lower bound. `None`: not yet computed, sweep next tick.
     next_sweep_at: Option<Instant>,
     stats: Stats,
+}
+
+/// The hash the core's tables (connections, sessions, client ids) use: FxHash, as its
+/// `FxHashMap`s do.
+pub(crate) fn fx_hash(value: impl std::hash::Hash) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(value)
 }
 
 impl ShardCore {
