@@ -389,8 +389,10 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
     ) -> Option<(S, SubscriptionEntry)> {
         match self.cache.fill_unless_one(topic.as_str(), out) {
             Ok(one) => one,
+            // Missed: the walk need not ask the cache again.
             Err(()) => {
-                self.walk(topic, out, true);
+                out.clear();
+                self.walk_uncached(topic, out, true);
                 None
             }
         }
@@ -434,10 +436,15 @@ impl<S: Copy + Eq + Hash + Debug> SubscriptionTrie<S> {
 
     fn walk(&mut self, topic: &TopicName, out: &mut Matches<S>, with_others: bool) {
         out.clear();
-        let text = topic.as_str();
-        if self.cache.fill(text, with_others, out) {
+        if self.cache.fill(topic.as_str(), with_others, out) {
             return;
         }
+        self.walk_uncached(topic, out, with_others);
+    }
+
+    /// The trie walk itself, into `out` (already cleared), and the cache keeps the result.
+    fn walk_uncached(&mut self, topic: &TopicName, out: &mut Matches<S>, with_others: bool) {
+        let text = topic.as_str();
         let Self {
             nodes,
             stack,
