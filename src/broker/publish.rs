@@ -667,6 +667,10 @@ impl ShardCore {
                 return;
             }
         }
+        debug_assert!(
+            matches!(packet_type, PUBACK_TYPE | PUBREC_TYPE | PUBCOMP_TYPE),
+            "not an ack type: {packet_type}"
+        );
         let kind = match packet_type {
             PUBACK_TYPE => Packet::PubAck,
             PUBREC_TYPE => Packet::PubRec,

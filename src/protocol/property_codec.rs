@@ -166,7 +166,7 @@ pub(crate) fn read_properties<P: PropertySet>(
     Ok(set)
 }
 
-const PUBLISH_TYPE: u8 = 3;
+const PUBLISH_TYPE: u8 = super::packet::PacketType::Publish as u8;
 
 /// PUBLISH properties, boxed only when present: a zero property length (the common case)
 /// builds nothing, neither the 160-byte set nor its box.

@@ -57,7 +57,7 @@ use bytestring::ByteString;
 
 use super::{read_packet_id, read_reason};
 
-const PUBLISH_TYPE: u8 = 3;
+const PUBLISH_TYPE: u8 = super::PacketType::Publish as u8;
 const DUP: u8 = 0x08;
 const RETAIN: u8 = 0x01;
 
@@ -346,11 +346,11 @@ impl Publish {
 }
 
 /// The packet type of PUBACK, for [`Ack::write_short`] and [`Ack::take_short_puback`].
-pub const PUBACK_TYPE: u8 = 4;
+pub const PUBACK_TYPE: u8 = super::PacketType::PubAck as u8;
 /// The packet type of PUBREC.
-pub const PUBREC_TYPE: u8 = 5;
+pub const PUBREC_TYPE: u8 = super::PacketType::PubRec as u8;
 /// The packet type of PUBCOMP.
-pub const PUBCOMP_TYPE: u8 = 7;
+pub const PUBCOMP_TYPE: u8 = super::PacketType::PubComp as u8;
 
 impl Ack {
     /// Decodes PUBACK, PUBREC, PUBREL or PUBCOMP (`packet_type` 4 to 7).
