@@ -6,7 +6,9 @@
 # to LOAD_CPU. The RSS is read HOLD_SETTLE seconds after the last connection opened, so an
 # allocator's delayed purge has run.
 #
-#   scripts/idle-cost.sh [N]      env: CULEX_BIN, LOADGEN_BIN, MOSQUITTO, BROKERS="culex mosquitto"
+#   scripts/idle-cost.sh [N]      env: CULEX_BIN, LOADGEN_BIN, MOSQUITTO, FLOOR_BIN,
+#                                 BROKERS="culex mosquitto" (add `floor`: culex-floor, the
+#                                 do-nothing relay whose figures no broker can beat here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,7 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 CULEX_BIN=${CULEX_BIN:-$TARGET/release/culex}
 LOADGEN_BIN=${LOADGEN_BIN:-$TARGET/release/culex-loadgen}
 MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
+FLOOR_BIN=${FLOOR_BIN:-$TARGET/release/culex-floor}
 BROKERS=${BROKERS:-"culex mosquitto"}
 TICKS=$(getconf CLK_TCK)
 scratch=$(mktemp -d)
@@ -66,6 +69,9 @@ measure() {
       printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\npersistence false\nlog_dest none\n' \
         "$port" >"$scratch/mosquitto.conf"
       taskset -c "$BROKER_CPU" "$MOSQUITTO" -c "$scratch/mosquitto.conf" >"$scratch/mosquitto.log" 2>&1 &
+      ;;
+    floor)
+      taskset -c "$BROKER_CPU" "$FLOOR_BIN" -p "$port" >"$scratch/floor.log" 2>&1 &
       ;;
   esac
   broker_pid=$!

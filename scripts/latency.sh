@@ -6,7 +6,9 @@
 #
 #   scripts/latency.sh [ROUNDS]      (CULEX, LOADGEN, MOSQUITTO override the binaries;
 #                                     BROKER_CPU / LOAD_CPU the cores; DURATION seconds;
-#                                     SPIN_US="0 50" runs Culex once per `spin_us` value)
+#                                     SPIN_US="0 50" runs Culex once per `spin_us` value;
+#                                     FLOOR=1 also runs culex-floor, the do-nothing relay
+#                                     whose tail is this machine's, not a broker's)
 #
 # NICE=1 runs broker and loadgen at nice -20: on a machine shared with compilers an ordinary
 # thread waits for its core for milliseconds, and that wait, not the broker, becomes the
@@ -18,6 +20,8 @@ TARGET=${CARGO_TARGET_DIR:-target}
 CULEX=${CULEX:-$TARGET/release/culex}
 LOADGEN=${LOADGEN:-$TARGET/release/culex-loadgen}
 MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
+FLOOR_BIN=${FLOOR_BIN:-$TARGET/release/culex-floor}
+FLOOR=${FLOOR:-0}
 BROKER_CPU=${BROKER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 DURATION=${DURATION:-10}
@@ -118,4 +122,7 @@ for round in $(seq "$ROUNDS"); do
         run "culex-s$spin" "$CULEX" --shards 1 --cpus "$BROKER_CPU" -c "$work/culex-spin$spin.conf"
     done
     run mosquitto "$MOSQUITTO" -c "$work/mosquitto.conf"
+    if [[ $FLOOR == 1 ]]; then
+        run floor "$FLOOR_BIN" -p "$PORT"
+    fi
 done

@@ -168,3 +168,75 @@ fn tiny_scenario_against_mosquitto() {
     assert!(readme.contains("| tiny-pairs | mosquitto |"), "{readme}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// culex-floor relays what the bench's scenarios send, as a broker would: Mosquitto's own
+/// clients get a message through it, and a short loadgen QoS 1 pairs run delivers every
+/// message. (Its figures are only meaningful if it does the same work the brokers do.)
+#[test]
+fn floor_relays_mosquitto_clients_and_the_loadgen() {
+    let Some(loadgen) = loadgen() else {
+        eprintln!("skipped: no culex-loadgen binary and it would not build");
+        return;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        l.local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    };
+    let mut floor = Command::new(env!("CARGO_BIN_EXE_culex-floor"))
+        .args(["-p", &port.to_string()])
+        .spawn()
+        .expect("start culex-floor");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let outcome = std::panic::catch_unwind(|| {
+        assert!(up, "culex-floor did not listen");
+        let have_clients = Command::new("mosquitto_sub").arg("--help").output().is_ok();
+        if have_clients {
+            let p = port.to_string();
+            let sub = Command::new("mosquitto_sub")
+                .args(["-p", &p, "-V", "5", "-t", "floor/a", "-C", "1", "-W", "5"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("start mosquitto_sub");
+            std::thread::sleep(Duration::from_millis(300));
+            let published = Command::new("mosquitto_pub")
+                .args([
+                    "-p", &p, "-V", "311", "-t", "floor/a", "-q", "1", "-m", "hello",
+                ])
+                .status()
+                .expect("run mosquitto_pub");
+            assert!(published.success(), "mosquitto_pub failed");
+            let out = sub.wait_with_output().expect("mosquitto_sub ends");
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+        } else {
+            eprintln!("note: no mosquitto clients; the loadgen part only");
+        }
+        let json = std::env::temp_dir().join(format!("culex-floor-test-{port}.json"));
+        let status = Command::new(&loadgen)
+            .args([
+                "pairs", "-n", "5", "-q", "1", "--rate", "50", "-d", "1", "--drain", "1",
+            ])
+            .args(["--quiet", "-p", &port.to_string(), "--json"])
+            .arg(&json)
+            .status()
+            .expect("run the loadgen");
+        assert!(status.success(), "the loadgen failed against culex-floor");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).expect("the loadgen's JSON"))
+                .expect("JSON");
+        let _ = std::fs::remove_file(&json);
+        let received = report["messages"]["received"].as_u64().expect("received");
+        assert!(received >= 200, "only {received} messages relayed");
+        assert_eq!(report["messages"]["lost"].as_u64(), Some(0));
+    });
+    // Only the process this test started, by PID.
+    let _ = floor.kill();
+    let _ = floor.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
