@@ -1173,3 +1173,19 @@ fn connect_and_qos1_publishes_in_one_read_are_handled_with_the_new_session() {
         assert!(matches!(got[0], Packet::ConnAck(_)), "{version:?}");
     }
 }
+
+#[test]
+fn route_cache_resets_are_counted_in_the_shard_stats() {
+    let mut net = Net::new(1);
+    let sub = net.client(V4, "sub");
+    let publisher = net.client(V4, "pub");
+    let suback = net.subscribe(sub, "sensor/#", QoS::AtMostOnce);
+    assert!(matches!(&suback[..], [Packet::SubAck(_)]));
+    assert_eq!(net.cores[0].stats().route_cache_resets_count, 0);
+    // One more distinct topic than the cache holds: the last one starts it over.
+    for i in 0..=4096 {
+        net.publish(publisher, &format!("sensor/{i}"), QoS::AtMostOnce, b"x");
+    }
+    assert_eq!(net.recv(sub).len(), 4097, "every publish delivered");
+    assert_eq!(net.cores[0].stats().route_cache_resets_count, 1);
+}

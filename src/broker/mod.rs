@@ -319,8 +319,12 @@ impl ShardCore {
         }
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// The shard's counters now (the route cache keeps its own, copied in here).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            route_cache_resets_count: self.trie.route_cache_resets_count(),
+            ..self.stats.clone()
+        }
     }
 
     pub fn shard(&self) -> ShardId {

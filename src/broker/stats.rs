@@ -67,4 +67,7 @@ pub struct Stats {
     /// Written buffers given back but dropped: the spare pool was full, or the buffer was
     /// too small, too large or still shared.
     pub write_buffers_dropped_count: u64,
+    /// Times a full route cache (recent topics' subscribers) was started over: a working set
+    /// of topics beyond the cache's size shows here as a steady climb.
+    pub route_cache_resets_count: u64,
 }
