@@ -6,7 +6,9 @@
 #
 #   scripts/loadgen-ab.sh SCENARIO [ROUNDS]
 #     SCENARIO: q1 (100 pairs QoS 1, 10 in flight), q0 (500 pairs QoS 0), fanin (50 -> 1)
-#     env: LOADGEN_A, LOADGEN_B (the two loadgens), CULEX, MOSQUITTO, BROKERS, DURATION
+#     env: LOADGEN_A, LOADGEN_B (the two loadgens), CULEX, MOSQUITTO, BROKERS, DURATION,
+#          NODELAY=1 (Mosquitto with `set_tcp_nodelay true`: with Nagle on, its small writes
+#          wait for the client's ACK and are then sent from the client's context)
 set -euo pipefail
 SCENARIO=${1:?q1, q0 or fanin}
 ROUNDS=${2:-3}
@@ -19,6 +21,7 @@ BROKERS=${BROKERS:-"culex mosquitto"}
 BROKER_CPU=${BROKER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 DURATION=${DURATION:-5}
+NODELAY=${NODELAY:-0}
 case $SCENARIO in
     q1) args=(pairs -n 100 -q 1 --max-inflight 10) ;;
     q0) args=(pairs -n 500 -q 0) ;;
@@ -48,7 +51,12 @@ one() { # broker name, loadgen label, loadgen binary
     case $name in
         culex) taskset -c "$BROKER_CPU" "$CULEX" --shards 1 --cpus "$BROKER_CPU" -p "$port" \
             >"$work/broker.log" 2>&1 & ;;
-        mosquitto) taskset -c "$BROKER_CPU" "$MOSQUITTO" -p "$port" >"$work/broker.log" 2>&1 & ;;
+        mosquitto)
+            printf 'listener %s 127.0.0.1\nallow_anonymous true\nlog_dest none\n' "$port" \
+                >"$work/mosquitto.conf"
+            ((NODELAY)) && echo "set_tcp_nodelay true" >>"$work/mosquitto.conf"
+            taskset -c "$BROKER_CPU" "$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/broker.log" 2>&1 &
+            ;;
     esac
     broker=$!
     wait_port "$port"
