@@ -79,3 +79,86 @@ pub fn start_readiness(clients: usize) -> io::Result<Rc<Readiness>> {
     glommio::spawn_local(readiness.clone().run()).detach();
     Ok(readiness)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Real sockets on 127.0.0.1 inside a glommio executor, as the loadgen runs them.
+    use super::*;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener};
+
+    /// A non-blocking connect begun as `client::connect` begins it.
+    fn connecting(addr: SocketAddr) -> Socket {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        socket.set_nonblocking(true).expect("non-blocking");
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => panic!("connect: {e}"),
+        }
+        socket
+    }
+
+    fn in_executor<T, F, Fut>(f: F) -> T
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(f)
+            .expect("executor")
+            .join()
+            .expect("executor ran")
+    }
+
+    /// The first write waits for the handshake; bytes then go both ways, and closing sends
+    /// the FIN the peer reads as end of stream.
+    #[test]
+    fn a_connection_carries_bytes_both_ways() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut hello = [0u8; 5];
+            s.read_exact(&mut hello).expect("read");
+            s.write_all(b"world").expect("write");
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).expect("read to the FIN");
+            (hello, rest)
+        });
+        let got = in_executor(move || async move {
+            let readiness = start_readiness(1).expect("epoll");
+            let mut conn = Conn::register(connecting(addr), &readiness).expect("register");
+            conn.write_all(b"hello").await.expect("write");
+            let mut world = [0u8; 5];
+            conn.read_exact(&mut world).await.expect("read");
+            conn.write_all(b"bye").await.expect("write");
+            conn.close().await.expect("close");
+            world
+        });
+        assert_eq!(&got, b"world");
+        let (hello, rest) = peer.join().expect("peer");
+        assert_eq!(&hello, b"hello");
+        assert_eq!(rest, b"bye");
+    }
+
+    /// Nobody listens: the write that waited for the handshake reports the refusal (the
+    /// loadgen counts it as `connect: ConnectionRefused`).
+    #[test]
+    fn a_refused_connect_fails_the_first_write() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .expect("listen")
+            .local_addr()
+            .expect("addr");
+        // The listener is gone: the port refuses.
+        let kind = in_executor(move || async move {
+            let readiness = start_readiness(1).expect("epoll");
+            let mut conn = Conn::register(connecting(addr), &readiness).expect("register");
+            conn.write_all(b"hello").await.map_err(|e| e.kind())
+        });
+        assert_eq!(kind, Err(io::ErrorKind::ConnectionRefused));
+    }
+}
