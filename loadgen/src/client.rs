@@ -6,16 +6,15 @@ use bytes::{Bytes, BytesMut};
 use culex::protocol::{FrameStatus, Packet, PacketId, ProtocolVersion, QoS, ReasonCode};
 use futures_lite::future::or;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use rustc_hash::FxHashMap;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::conn::Conn;
 use crate::scenario::{ClientPlan, Role};
 use crate::schedule::Schedule;
 use crate::signal::{DROP, FLOW, PING, RUN, STOP};
@@ -299,7 +298,7 @@ async fn with_timeout<T>(
     .await
 }
 
-async fn connect(core: &Core, plan: &ClientPlan) -> Result<(TcpStream, ReadBuf), String> {
+async fn connect(core: &Core, plan: &ClientPlan) -> Result<(Conn, ReadBuf), String> {
     let sc = &core.scenario;
     let socket = Socket::new(
         Domain::for_address(core.addr),
@@ -313,9 +312,8 @@ async fn connect(core: &Core, plan: &ClientPlan) -> Result<(TcpStream, ReadBuf),
             .bind(&SocketAddr::new(source, 0).into())
             .map_err(|e| io_reason("bind", &e))?;
     }
-    // Glommio offers no connect on a socket bound beforehand, so connect without blocking the
-    // executor and let the first write wait: a send on a socket still in SYN_SENT returns
-    // EAGAIN, glommio then polls for writability, which comes with the handshake's end.
+    // Connect without blocking the executor; the CONNECT's write waits for the handshake
+    // (see `Conn::register`).
     socket
         .set_nonblocking(true)
         .map_err(|e| io_reason("socket", &e))?;
@@ -325,9 +323,11 @@ async fn connect(core: &Core, plan: &ClientPlan) -> Result<(TcpStream, ReadBuf),
         Err(e) => return Err(io_reason("connect", &e)),
     }
     let _ = socket.set_nodelay(true);
-    // SAFETY: `into_raw_fd` hands over the only owner of a connected TCP socket's descriptor;
-    // the glommio stream becomes its sole owner and closes it.
-    let mut stream = unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) };
+    let readiness = core
+        .readiness
+        .as_ref()
+        .ok_or("epoll: this core has no epoll instance")?;
+    let mut stream = Conn::register(socket, readiness).map_err(|e| io_reason("epoll", &e))?;
     let mut out = BytesMut::with_capacity(64);
     wire::put_connect(
         &mut out,
@@ -471,7 +471,7 @@ impl Pacer {
 /// A QoS 0 publisher: nothing comes back, so the task only writes.
 async fn publish_qos0(
     core: &Core,
-    mut stream: TcpStream,
+    mut stream: Conn,
     slot: usize,
     publisher_id: u32,
     mut template: PublishTemplate,
@@ -572,7 +572,7 @@ async fn hold_until_stop(core: &Core, slot: usize) {
 #[allow(clippy::too_many_arguments)]
 async fn publish_acked(
     core: &Rc<Core>,
-    mut stream: TcpStream,
+    mut stream: Conn,
     mut rbuf: ReadBuf,
     slot: usize,
     publisher_id: u32,
@@ -839,7 +839,7 @@ impl Receiver {
 
 async fn subscribe(
     core: &Core,
-    mut stream: TcpStream,
+    mut stream: Conn,
     mut rbuf: ReadBuf,
     slot: usize,
     filter: &str,
@@ -913,12 +913,7 @@ async fn subscribe(
 }
 
 /// Holds a connection: pings when its turn comes, notices when the broker goes away.
-async fn idle(
-    core: &Core,
-    mut stream: TcpStream,
-    mut rbuf: ReadBuf,
-    slot: usize,
-) -> Result<(), ()> {
+async fn idle(core: &Core, mut stream: Conn, mut rbuf: ReadBuf, slot: usize) -> Result<(), ()> {
     let version = core.scenario.protocol_version();
     let mut ping = BytesMut::with_capacity(2);
     wire::put_pingreq(&mut ping, version);
@@ -949,7 +944,7 @@ async fn idle(
 }
 
 /// Says goodbye properly so the broker does not publish a will or count an error.
-async fn finish(stream: &mut TcpStream, version: ProtocolVersion) {
+async fn finish(stream: &mut Conn, version: ProtocolVersion) {
     let mut bye = BytesMut::with_capacity(2);
     wire::put_disconnect(&mut bye, version);
     let _ = stream.write_all(&bye).await;

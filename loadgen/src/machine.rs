@@ -111,7 +111,8 @@ const CONN_MEMORY_ESTIMATE_BYTES: u64 = 20 * 1024;
 /// Says which system limit will stop `conns` connections from `sources` addresses, if any.
 pub fn limit_warnings(conns: usize, sources: usize, nofile_soft: u64) -> Vec<String> {
     let mut warnings = Vec::new();
-    // A few descriptors go to io_uring rings, stdio, and the broker's /proc files.
+    // A few descriptors go to io_uring rings, each core's epoll (and its poller's dup), stdio,
+    // and the broker's /proc files.
     let needed = conns as u64 + 32;
     if needed > nofile_soft {
         warnings.push(format!(

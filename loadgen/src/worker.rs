@@ -2,6 +2,7 @@
 //! share of the clients plus one control task. Cores share only atomics (`Shared`) for the
 //! phase of the run and the running totals; everything per message stays on its core.
 
+use culex::shard::Readiness;
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client;
+use crate::conn;
 use crate::report::{new_histogram, CoreStats};
 use crate::scenario::{ClientPlan, Kind, Plan, Scenario};
 use crate::signal::{Slots, DROP, FLOW, PING, RUN, STOP};
@@ -89,6 +91,9 @@ pub struct Core {
     pub local_subscribers: bool,
     /// Each publisher's pace (`None`: as fast as the broker takes them), from the plan.
     pub rate_per_publisher: Option<f64>,
+    /// The core's epoll instance, which every client socket of the core waits in
+    /// (`None` when it could not be created: every connect then fails, saying so).
+    pub readiness: Option<Rc<Readiness>>,
 }
 
 impl Core {
@@ -173,6 +178,13 @@ async fn run_core(
     intervals: Sender<Interval>,
     flow: Flow,
 ) -> CoreStats {
+    let readiness = match conn::start_readiness(clients.len()) {
+        Ok(readiness) => Some(readiness),
+        Err(e) => {
+            eprintln!("cannot create this core's epoll instance: {e}");
+            None
+        }
+    };
     let core = Rc::new(Core {
         shared,
         scenario,
@@ -190,6 +202,7 @@ async fn run_core(
         local_subscribers: clients
             .iter()
             .any(|c| matches!(c.role, crate::scenario::Role::Subscriber { .. })),
+        readiness,
     });
     let drop_slot = clients.iter().position(|c| {
         core.scenario.drop_subscriber_after_s > 0.0

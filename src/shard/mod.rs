@@ -27,6 +27,8 @@ mod accept_bench;
 mod tests;
 
 pub use self::core::{Core, CoreOutput};
+// The load generator waits for its client sockets the same way (culex-loadgen's conn.rs).
+pub use self::readiness::Readiness;
 pub use self::runtime::{Envelope, SCRATCH_BYTES};
 pub use self::start::{start, Running, RuntimeConfig, StartError, IO_MEMORY_BYTES, TICK};
 pub use self::transport::{TcpTransport, Transport};
