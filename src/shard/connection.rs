@@ -124,7 +124,7 @@ impl<C: Core, T: Transport> Serving<C, T> {
                 // A task of its own: the linger state (a timer, the drain loop) would
                 // otherwise size every connection's task, idle ones included, for a step
                 // only closing ones take.
-                glommio::spawn_local(linger_then_close(self.shard.clone(), io)).detach();
+                super::exec::spawn(linger_then_close(self.shard.clone(), io));
             }
             Ending::HandOff(to, received) => match io.into_fd() {
                 // Still counted: the connection lives on, on shard `to`.
@@ -274,5 +274,5 @@ async fn linger<C: Core, T: Transport>(shard: &Shard<C>, io: &mut T) {
             }
         }
     };
-    future::or(drain, glommio::timer::sleep(LINGER)).await;
+    future::or(drain, super::exec::sleep(LINGER)).await;
 }
