@@ -19,6 +19,8 @@
 //! mesh says so ([`Mesh::pushing_back`]) and the shard stops reading from its connections,
 //! so TCP slows the publishers instead of the backlog growing without bound. Reading
 //! resumes once the backlog is down to half the limit (so it does not flap per batch).
+//! A shard waiting for that sets its doorbell's `waiting_room` flag; the peers taking its
+//! messages ring it (if parked), with the same fences as a push.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -47,14 +49,19 @@ pub const QUEUE_BATCHES: usize = 1024;
 /// Batches the receiving shard takes per link before it lets its other tasks run.
 const RECEIVE_BUDGET_BATCHES: usize = 64;
 
-/// How long a shard waits before retrying a backlog whose queue was full.
-const BACKLOG_RETRY: Duration = Duration::from_millis(1);
+/// How long a shard waiting for room (a full queue, or pushing back) waits at most
+/// before it retries on its own. Peers ring it when they take its messages; this only
+/// covers a peer that has stopped and will never take them.
+const ROOM_RETRY: Duration = Duration::from_millis(100);
 
 /// How another thread wakes a parked shard: its executor's `parked` flag and an eventfd
 /// in its epoll.
 #[derive(Debug)]
 pub struct Doorbell {
     parked: Arc<AtomicBool>,
+    /// Set while the shard waits for its peers to take its messages (see
+    /// [`Mesh::wake_if_room`]): only then does taking them ring it.
+    waiting_room: AtomicBool,
     eventfd: OwnedFd,
 }
 
@@ -67,6 +74,7 @@ impl Doorbell {
         }
         Ok(Doorbell {
             parked: Arc::new(AtomicBool::new(false)),
+            waiting_room: AtomicBool::new(false),
             // SAFETY: a fresh descriptor from the kernel that nothing else owns.
             eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
@@ -82,6 +90,13 @@ impl Doorbell {
     /// overflow after 2^64 rings).
     pub fn fd(&self) -> RawFd {
         self.eventfd.as_raw_fd()
+    }
+
+    /// Rings if the shard waits for room and is parked. Call after the count-down it
+    /// announces.
+    pub fn ring_if_waiting_room(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.waiting_room.load(Ordering::Relaxed) && self.ring_if_parked()
     }
 
     /// Rings if the shard is parked (or about to be). Call after the push it announces.
@@ -107,7 +122,14 @@ pub struct MeshLinks<T: Send + 'static> {
     /// This shard's doorbell (its peers hold it too).
     doorbell: Arc<Doorbell>,
     /// Per link: messages sent and not yet taken by the receiver (shared by both ends).
-    unreceived_from: Vec<Option<Arc<AtomicU64>>>,
+    unreceived_from: Vec<Option<Upstream>>,
+}
+
+/// What a receiving shard knows of a sender: the count of its messages not yet taken,
+/// and its doorbell, rung when it waits for that count to fall.
+struct Upstream {
+    unreceived: Arc<AtomicU64>,
+    doorbell: Arc<Doorbell>,
 }
 
 /// A sending end: the queue, the receiver's doorbell, and the count of messages in it.
@@ -160,7 +182,11 @@ pub fn links<T: Send + 'static>(
                     unreceived: unreceived.clone(),
                 });
                 all[to].receivers[from] = Some(rx);
-                all[to].unreceived_from[from] = Some(unreceived);
+                let upstream = all[from].doorbell.clone();
+                all[to].unreceived_from[from] = Some(Upstream {
+                    unreceived,
+                    doorbell: upstream,
+                });
             }
         }
     }
@@ -277,7 +303,13 @@ pub struct Mesh<T: Send + 'static> {
     backlog: RefCell<Vec<VecDeque<Vec<T>>>>,
     backlog_limit_messages: u64,
     /// Per source: messages sent here and not yet taken (we count them down).
-    unreceived_from: Vec<Option<Arc<AtomicU64>>>,
+    unreceived_from: Vec<Option<Upstream>>,
+    /// This shard's doorbell (its `waiting_room` flag is ours to set).
+    doorbell: Arc<Doorbell>,
+    /// Messages our peers had not taken at the last flush: the flusher waits for less.
+    unreceived_at_flush: Cell<u64>,
+    /// The flusher, waiting for room.
+    room_waker: Cell<Option<Waker>>,
     sheddable: fn(&T) -> bool,
     flush_pending: Cell<bool>,
     flusher: Cell<Option<Waker>>,
@@ -324,7 +356,7 @@ impl<T: Send + 'static> Mesh<T> {
                 })
                 .collect(),
             waker: Cell::new(None),
-            _doorbell: doorbell,
+            _doorbell: doorbell.clone(),
         };
         let mesh = Mesh {
             shard,
@@ -333,6 +365,9 @@ impl<T: Send + 'static> Mesh<T> {
             backlog: RefCell::new((0..n).map(|_| VecDeque::new()).collect()),
             backlog_limit_messages: u64::from(backlog_limit_messages),
             unreceived_from,
+            doorbell,
+            unreceived_at_flush: Cell::new(0),
+            room_waker: Cell::new(None),
             sheddable,
             flush_pending: Cell::new(false),
             flusher: Cell::new(None),
@@ -375,9 +410,13 @@ impl<T: Send + 'static> Mesh<T> {
     /// The receiving shard has handled `messages_count` messages from `from`: they no
     /// longer count against `from`'s backlog.
     pub fn taken(&self, from: ShardId, messages_count: usize) {
-        if let Some(Some(unreceived)) = self.unreceived_from.get(usize::from(from.0)) {
-            let before = unreceived.fetch_sub(messages_count as u64, Ordering::Relaxed);
+        if let Some(Some(upstream)) = self.unreceived_from.get(usize::from(from.0)) {
+            let before = upstream
+                .unreceived
+                .fetch_sub(messages_count as u64, Ordering::Relaxed);
             debug_assert!(before >= messages_count as u64, "took more than was sent");
+            // A sender waiting for room is told; one that is not costs a fence, no syscall.
+            upstream.doorbell.ring_if_waiting_room();
         }
     }
 
@@ -489,9 +528,45 @@ impl<T: Send + 'static> Mesh<T> {
         stats.backlog_messages = backlog.iter().flatten().map(|b| b.len() as u64).sum();
         // What a slow peer has not taken counts too: its queue holds batches, not messages,
         // so 1,024 large batches can hide millions of messages from the backlog.
-        let held = stats.backlog_messages + self.unreceived_messages();
+        let unreceived = self.unreceived_messages();
+        self.unreceived_at_flush.set(unreceived);
+        let held = stats.backlog_messages + unreceived;
         self.update_pushback(held, &mut stats);
         remaining
+    }
+
+    /// The executor's wake check for the sending side: wakes the flusher waiting for room
+    /// once peers have taken some of our messages, and says whether it did.
+    pub fn wake_if_room(&self) -> bool {
+        let Some(waker) = self.room_waker.take() else {
+            return false;
+        };
+        if self.unreceived_messages() < self.unreceived_at_flush.get() {
+            waker.wake();
+            return true;
+        }
+        self.room_waker.set(Some(waker));
+        false
+    }
+
+    /// Resolves once peers have taken some of what they had not at the last flush (or
+    /// after [`ROOM_RETRY`]).
+    async fn room(&self) {
+        // Set before looking at the counts: a peer counting down after our look sees the
+        // flag and rings (both sides fence between their store and their load).
+        self.doorbell.waiting_room.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let taken = std::future::poll_fn(|cx| {
+            if self.unreceived_messages() < self.unreceived_at_flush.get() {
+                Poll::Ready(())
+            } else {
+                self.room_waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        });
+        futures_lite::future::or(taken, exec::sleep(ROOM_RETRY)).await;
+        self.room_waker.set(None);
+        self.doorbell.waiting_room.store(false, Ordering::Relaxed);
     }
 
     /// The backlog is over its limit: drop sheddable messages, newest first, until it is
@@ -530,9 +605,10 @@ impl<T: Send + 'static> Mesh<T> {
         loop {
             WaitFlush { mesh: &self }.await;
             // While pushing back, nothing new is pushed: keep checking whether the peers
-            // have caught up, or readers would never resume.
+            // have caught up, or readers would never resume. Peers taking our messages
+            // ring us.
             while self.flush() || self.pushing_back() {
-                exec::sleep(BACKLOG_RETRY).await;
+                self.room().await;
             }
         }
     }
@@ -592,8 +668,11 @@ mod tests {
             executor.run(async move {
                 let (mesh, inbound) = Mesh::new(links, backlog, sheddable);
                 let (mesh, inbound) = (Rc::new(mesh), Rc::new(inbound));
-                let check = inbound.clone();
-                exec::set_wake_check(Box::new(move || check.wake_if_pending()));
+                let (check, room) = (inbound.clone(), mesh.clone());
+                exec::set_wake_check(Box::new(move || {
+                    let received = check.wake_if_pending();
+                    room.wake_if_room() || received
+                }));
                 f(mesh, inbound).await
             })
         })
@@ -753,13 +832,29 @@ mod tests {
             }
             exec::yield_now().await;
             assert!(!woken.get(), "no room yet");
+            let released = std::time::Instant::now();
             full_tx.send(()).unwrap();
             exec::spawn(mesh.clone().run_flusher());
             mesh.push(ShardId(1), 10);
-            while done_rx.try_recv().is_err() {
-                exec::sleep(Duration::from_millis(1)).await;
-            }
+            // Parked with no timer but the flusher's fallback: only a ring wakes us early.
+            std::future::poll_fn(|cx| {
+                if mesh.pushing_back() {
+                    mesh.wake_on_room(cx.waker());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            exec::yield_now().await;
+            done_rx.try_recv().expect("the reader was woken too");
             assert!(woken.get());
+            // The peer rang when it took the messages: no wait for the fallback retry.
+            let resumed_after = released.elapsed();
+            assert!(
+                resumed_after < ROOM_RETRY * 4 / 5,
+                "resumed after {resumed_after:?}"
+            );
             assert!(!mesh.pushing_back());
             assert_ne!(mesh.resume_epoch(), epoch, "a new episode after the resume");
             while mesh.flush() {
