@@ -167,7 +167,7 @@ pub async fn accept_loop<C: Core>(shard: Rc<Shard<C>>, listener: Socket) {
                     failures_count += 1;
                     // The listener stays flagged readable: the pending connects are
                     // retried after the pause without waiting for a new edge.
-                    glommio::timer::sleep(ACCEPT_ERROR_PAUSE).await;
+                    super::exec::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue 'serve;
                 }
             }

@@ -1,22 +1,24 @@
-//! The thread-per-core I/O runtime: one pinned glommio executor per shard, each accepting
+//! The thread-per-core I/O runtime: one pinned thread and executor per shard, each accepting
 //! on every listener (SO_REUSEPORT), serving its connections, ticking its core, and
 //! talking to the other shards only through the [`crate::mesh`]. It performs the core's
 //! outputs and never parses MQTT itself.
 //!
 //! | file            | owns                                                         |
 //! |-----------------|--------------------------------------------------------------|
-//! | `start.rs`      | io_uring/memlock probes, executors, placement, tick, stop    |
+//! | `start.rs`      | io_uring/memlock probes, threads, placement, tick, stop      |
+//! | `exec.rs`       | the executor: run queue, timers, epoll wait, parking         |
 //! | `listener.rs`   | listening sockets, the accept loop, `max_connections`        |
 //! | `connection.rs` | one connection's read/write/close/hand-off task              |
 //! | `runtime.rs`    | a shard's live state; `pump`, the one place outputs happen   |
 //! | `transport.rs`  | the byte-pipe seam (TCP now; TLS, WebSocket later)           |
-//! | `readiness.rs`  | one epoll per shard: socket readiness, the poller task       |
+//! | `readiness.rs`  | one epoll per shard: socket readiness, the executor's reactor|
 //! | `core.rs`       | the `Core` trait the runtime drives (`ShardCore` implements) |
 
 mod connection;
 pub mod core;
+pub(crate) mod exec;
 mod listener;
-mod readiness;
+pub(crate) mod readiness;
 mod runtime;
 pub mod start;
 pub mod transport;

@@ -4,9 +4,9 @@
 //! Every socket of the shard (its listeners and its connections) is registered once,
 //! edge-triggered, with a slot of the [`Readiness`] table as its data. A connection reads
 //! and writes with plain non-blocking syscalls; when one would block, it clears the slot's
-//! flag and leaves its waker there. One poller task per shard waits for the epoll fd
-//! itself to become readable *through glommio*, takes every event with `epoll_wait(.., 0)`,
-//! sets the slots' flags and wakes their wakers.
+//! flag and leaves its waker there. The shard's executor ([`super::exec`]) is the poller:
+//! between turns it calls [`Readiness::wait`], which sets the slots' flags and wakes their
+//! wakers.
 //!
 //! Why: a glommio `TcpStream` keeps a pending POLL_ADD `Source` per socket (~512 B of an
 //! idle connection's memory) and arms a new one after every short `recv` (an allocation,
@@ -20,11 +20,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-
-use futures_lite::AsyncReadExt;
 
 /// The socket can be read (or a listener accepted from) without blocking, as far as we know.
 pub const READABLE: u8 = 1;
@@ -84,9 +82,6 @@ pub struct Readiness {
     pub full_count: Cell<u64>,
     /// Events that named a slot freed or reused since (counted, then ignored).
     pub stale_count: Cell<u64>,
-    /// Times the poller armed glommio's poll on the epoll fd (one per sleep of the shard's
-    /// sockets); `epoll_wait` calls that found events are the rest of the poller's cost.
-    pub arm_count: Cell<u64>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -114,7 +109,6 @@ impl Readiness {
             limit,
             full_count: Cell::new(0),
             stale_count: Cell::new(0),
-            arm_count: Cell::new(0),
         })
     }
 
@@ -255,29 +249,43 @@ impl Readiness {
     /// Takes every pending event without blocking: sets the slots' flags and wakes their
     /// wakers. Returns the number of events.
     pub fn harvest(&self) -> usize {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
+        self.wait(0)
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever, 0: not at all) for events, then takes every
+    /// pending one: sets the slots' flags and wakes their wakers. Returns the number of
+    /// events. This is the shard executor's only blocking call.
+    pub fn wait(&self, timeout_ms: i32) -> usize {
+        // Left uninitialised: zeroing 3 KiB per wait was 40 % of a shard's instructions at
+        // 1,000 msg/s (callgrind), and only the entries the kernel fills are read.
+        let mut events = [const { MaybeUninit::<libc::epoll_event>::uninit() }; EVENTS_PER_WAIT];
         let mut total = 0;
+        let mut timeout = timeout_ms;
         loop {
             // SAFETY: epoll_wait writes at most `EVENTS_PER_WAIT` events into `events`,
-            // which has exactly that many; a zero timeout never blocks.
+            // which has exactly that many (`MaybeUninit<T>` has `T`'s layout).
             let n = unsafe {
                 libc::epoll_wait(
                     self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
+                    events.as_mut_ptr().cast::<libc::epoll_event>(),
                     EVENTS_PER_WAIT as libc::c_int,
-                    0,
+                    timeout,
                 )
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                    // A signal: return to the executor, which looks at its timers and
+                    // flags and waits again.
+                    return total;
                 }
                 tracing::error!(error = %e, "epoll_wait failed");
                 return total;
             }
             let n = n as usize;
             for event in &events[..n] {
+                // SAFETY: the kernel filled the first `n` entries.
+                let event = unsafe { event.assume_init() };
                 // Copied out: the struct is packed on x86-64.
                 let (mask, data) = (event.events, event.u64);
                 self.deliver(SlotKey::from_data(data), mask);
@@ -286,6 +294,8 @@ impl Readiness {
             if n < EVENTS_PER_WAIT {
                 return total;
             }
+            // A full batch: take the rest without blocking.
+            timeout = 0;
         }
     }
 
@@ -318,45 +328,6 @@ impl Readiness {
             waker.wake();
         }
     }
-
-    /// The shard's poller: forever, take the pending events, then wait through glommio
-    /// until the epoll fd is readable again.
-    ///
-    /// glommio 0.9 has no public way to poll an arbitrary descriptor, but its streams arm
-    /// a POLL_ADD on theirs when constructed, and a read then waits for that poll. So a
-    /// fresh `dup` of the epoll fd is wrapped in a glommio `UnixStream` and read: once the
-    /// poll fired, the read fails (ENOTSOCK, it is no socket), which means "ready". A
-    /// stream cannot be re-armed after that, hence a new dup per wait.
-    ///
-    /// Measured cost of one wait: `fcntl` + the failing `recvfrom` + `close` + one
-    /// `epoll_wait`, and a POLL_ADD; ~75 instructions of user space per wait (callgrind).
-    /// Under load it is nothing (strace, 100 QoS 1 pairs unpaced: 480 waits for 341k
-    /// messages); at 2,000 msg/s, where the shard sleeps between messages, it is the
-    /// price of each wake-up (16.2 syscalls per message against 10.2 with a glommio
-    /// stream per socket). A public glommio call that arms a poll on a descriptor (its
-    /// reactor has one, `poll_read_ready`, crate-private in 0.9) would leave only the
-    /// `epoll_wait`.
-    pub async fn run(self: Rc<Self>) {
-        let mut byte = [0u8; 1];
-        loop {
-            self.harvest();
-            // SAFETY: F_DUPFD_CLOEXEC on the epoll fd we own; it touches no memory.
-            let dup = unsafe { libc::fcntl(self.epoll.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-            if dup < 0 {
-                let e = io::Error::last_os_error();
-                tracing::error!(error = %e, "cannot duplicate the epoll fd; polling it by timer");
-                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-                continue;
-            }
-            self.arm_count.set(self.arm_count.get() + 1);
-            // SAFETY: `dup` is a fresh descriptor nothing else owns; the stream takes sole
-            // ownership and closes it when dropped (which removes nothing from the epoll
-            // instance: `dup` refers to the epoll file itself, not to a registered one).
-            let mut waiter = unsafe { glommio::net::UnixStream::from_raw_fd(dup) };
-            // Err(ENOTSOCK) once the poll fired; Ok never comes (it is no socket).
-            let _ = waiter.read(&mut byte).await;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -370,6 +341,8 @@ mod tests {
     use std::sync::Arc;
     use std::task::Wake;
     use std::time::{Duration, Instant};
+
+    use std::rc::Rc;
 
     use super::*;
     use crate::shard::transport::{TcpTransport, Transport};

@@ -262,7 +262,7 @@ impl<C: Core> Shard<C> {
             }
         }
         self.pump();
-        glommio::spawn_local(connection::serve(self.clone(), conn, signal, io)).detach();
+        super::exec::spawn(connection::serve(self.clone(), conn, signal, io));
     }
 
     /// The connection's task has ended; its id may be reused.

@@ -1,42 +1,37 @@
 //! Starting and stopping the shards: checks that io_uring and enough locked memory are
-//! there, places one pinned glommio executor per shard, connects the mesh, binds the
-//! listeners, and runs each shard's tick until a stop is asked for; then stops in order
-//! (wills first, across shards, then flush and close).
+//! there, starts one pinned thread per shard running its own executor ([`super::exec`])
+//! over its epoll, connects the mesh, binds the listeners, and runs each shard's tick until
+//! a stop is asked for; then stops in order (wills first, across shards, then flush and
+//! close).
 
 use std::fmt;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
-use std::os::unix::net::UnixStream as StdUnixStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use futures_lite::AsyncReadExt;
-use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::broker::ShardId;
 use crate::mesh::{self, Mesh, MeshLinks};
 
 use super::core::Core;
+use super::exec::{self, Executor};
 use super::listener;
 use super::readiness::Readiness;
 use super::runtime::{Envelope, Shard, Shared};
 
 /// How often a shard ticks its core (keepalive sweep, expiries) and looks for a stop.
 ///
-/// The tick comes from a ticker thread over a socket pair, not from a glommio timer: while
-/// any glommio timer is pending, every time the executor goes to sleep it arms that timer
-/// on its latency ring and cancels it on waking, an io_uring_enter each. At modest rates a
-/// shard sleeps once per message, so the tick's timer cost two syscalls per message (strace
-/// at 200 msg/s: 12 per message with it, 10 without); the ticker costs one read per tick.
+/// A timer of the shard's executor: a pending timer costs nothing when the shard sleeps
+/// (it only sets `epoll_wait`'s timeout). Under glommio it did cost two io_uring_enter per
+/// sleep, so a ticker thread rang each shard over a socket pair instead.
 pub const TICK: Duration = Duration::from_millis(100);
-/// Locked memory glommio registers with io_uring per executor. Culex does no file I/O
-/// through glommio's DMA buffers, so the minimum glommio accepts (64 KiB) would do; 128
-/// KiB leaves room and keeps 32 shards under a common 8 MiB `ulimit -l`.
+/// Locked memory a glommio executor registered with io_uring. The shards no longer run on
+/// glommio; the start-up check against it (and the io_uring probe) stay until the lead
+/// decides whether the broker still promises io_uring (see `check_memlock`).
 pub const IO_MEMORY_BYTES: usize = 128 * 1024;
-/// glommio refuses to start an executor below this RLIMIT_MEMLOCK.
+/// glommio refused to start an executor below this RLIMIT_MEMLOCK.
 const MIN_MEMLOCK_BYTES: u64 = 512 * 1024;
 /// How long start waits for the shards to bind their listeners.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,8 +107,7 @@ impl std::error::Error for StartError {}
 #[derive(Debug)]
 pub struct Running {
     addrs: Vec<SocketAddr>,
-    handles: Vec<ExecutorJoinHandle<()>>,
-    ticker: Option<std::thread::JoinHandle<()>>,
+    handles: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     shard_count: u16,
 }
@@ -143,12 +137,6 @@ impl Running {
         for handle in self.handles {
             if let Err(e) = handle.join() {
                 failure.get_or_insert_with(|| StartError::Executor(format!("{e:?}")));
-            }
-        }
-        // The ticker ends within a tick of the stop flag.
-        if let Some(ticker) = self.ticker {
-            if ticker.join().is_err() {
-                failure.get_or_insert_with(|| StartError::Executor("ticker panicked".into()));
             }
         }
         failure.map_or(Ok(()), Err)
@@ -192,24 +180,10 @@ where
     // (a `go` each): a broker that fails to start never accepted a connection it would
     // then reset. A shard whose `go` sender is dropped unsent gives up.
     let mut go_senders = Vec::with_capacity(usize::from(shard_count));
-    let links = mesh::links::<Envelope<C::Msg>>(shard_count, mesh::QUEUE_BATCHES);
-    let mut bells = Vec::with_capacity(usize::from(shard_count));
-    let mut ringers = Vec::with_capacity(usize::from(shard_count));
-    for _ in 0..shard_count {
-        let (ringer, bell) = tick_pair()
-            .map_err(|e| StartError::Executor(format!("cannot make the tick socket: {e}")))?;
-        ringers.push(ringer);
-        bells.push(bell);
-    }
-    let ticker = {
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name("culex-ticker".into())
-            .spawn(move || run_ticker(&stop, &ringers))
-            .map_err(|e| StartError::Executor(format!("cannot start the ticker: {e}")))?
-    };
+    let links = mesh::links::<Envelope<C::Msg>>(shard_count, mesh::QUEUE_BATCHES)
+        .map_err(|e| StartError::Executor(format!("cannot make a shard's doorbell: {e}")))?;
     let mut handles = Vec::with_capacity(usize::from(shard_count));
-    for ((i, links), bell) in links.into_iter().enumerate().zip(bells) {
+    for (i, links) in links.into_iter().enumerate() {
         let id = ShardId(u16::try_from(i).expect("at most shard_count (a u16) shards"));
         let cpu = cpus[i % cpus.len()];
         let make_core = make_core.clone();
@@ -226,23 +200,12 @@ where
                 go_senders.push(tx);
                 rx
             },
-            bell,
+            cpu,
+            spin: config.spin,
         };
-        // `spin_before_park` (`spin_us`): an idle shard polls its rings for that long after
-        // its last work before it sleeps. Each sleep and wake-up costs glommio 8 syscalls
-        // (io_uring_enter over its rings, its preemption timer, a membarrier) and ~13k of the
-        // ~17k user-space instructions a message takes at 1,000 msg/s (callgrind), plus the
-        // scheduler's wake-up latency, which is what the latency tail is made of. Spinning
-        // costs at most `spin` of CPU per wake-up: little at low rates, a whole core once
-        // messages come more often than that. See scripts/latency.sh.
-        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-            .name(&format!("culex-shard-{i}"))
-            .io_memory(IO_MEMORY_BYTES);
-        if !config.spin.is_zero() {
-            builder = builder.spin_before_park(config.spin);
-        }
-        let spawned =
-            builder.spawn(move || async move { run_shard(make_core(id, shard_count), plan).await });
+        let spawned = std::thread::Builder::new()
+            .name(format!("culex-shard-{i}"))
+            .spawn(move || shard_thread(make_core(id, shard_count), plan));
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -255,7 +218,6 @@ where
     let running = Running {
         addrs,
         handles,
-        ticker: Some(ticker),
         stop,
         shard_count,
     };
@@ -295,12 +257,72 @@ struct ShardPlan<M: Send + 'static> {
     ready: mpsc::Sender<Result<(), StartError>>,
     /// Sent once every shard is ready: then this one listens.
     go: mpsc::Receiver<()>,
-    /// Our end of the ticker's socket: a byte arrives every tick.
-    bell: StdUnixStream,
+    cpu: usize,
+    /// How long the executor polls before it sleeps.
+    spin: Duration,
+}
+
+/// A shard's thread: pinned to its CPU, with its epoll, its executor, and its doorbell in
+/// that epoll; runs the shard until it stops.
+fn shard_thread<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
+    let id = plan.id;
+    if let Err(e) = pin_to_cpu(plan.cpu) {
+        let why = format!(
+            "shard {} on CPU {}: cannot pin the thread: {e}",
+            id.0, plan.cpu
+        );
+        let _ = plan.ready.send(Err(StartError::Executor(why)));
+        return;
+    }
+    // Room for every connection the broker may hold (all may end up on this shard), this
+    // shard's listeners and its doorbell.
+    let slots = plan
+        .shared
+        .max_connections
+        .saturating_add(u32::try_from(plan.addrs.len()).unwrap_or(u32::MAX))
+        .saturating_add(1);
+    let readiness = match Readiness::new(slots) {
+        Ok(r) => Rc::new(r),
+        Err(e) => {
+            let why = format!("shard {}: cannot create its epoll instance: {e}", id.0);
+            let _ = plan.ready.send(Err(StartError::Executor(why)));
+            return;
+        }
+    };
+    let doorbell = plan.links.doorbell().clone();
+    // The registration lives as long as the epoll: the doorbell is never deregistered.
+    if let Err(e) = readiness.register(doorbell.fd()) {
+        let why = format!("shard {}: cannot watch its doorbell: {e}", id.0);
+        let _ = plan.ready.send(Err(StartError::Executor(why)));
+        return;
+    }
+    // `spin` (`spin_us`): an idle shard polls its epoll for that long after its last work
+    // before it sleeps, saving the scheduler's wake-up latency at the price of at most
+    // `spin` of CPU per wake-up: little at low rates, a whole core once messages come
+    // more often than that. See scripts/latency.sh.
+    let executor = Executor::new(readiness.clone(), plan.spin, doorbell.parked());
+    executor.run(run_shard(core, plan, readiness));
+}
+
+/// Pins the calling thread to `cpu` (as glommio's `Placement::Fixed` did).
+fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid, empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes bit `cpu` of `set`, and `cpu < CPU_SETSIZE` (checked above).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: sched_setaffinity reads `size_of::<cpu_set_t>()` bytes from `set`, ours.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// One shard's whole life on its executor.
-async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
+async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>, readiness: Rc<Readiness>) {
     let ShardPlan {
         id,
         shard_count,
@@ -310,32 +332,15 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
         backlog_messages,
         ready,
         go,
-        bell,
+        ..
     } = plan;
-    // SAFETY: `into_raw_fd` hands over sole ownership of an open socket descriptor; the
-    // glommio stream takes it and is the only one to close it.
-    let mut bell = unsafe { glommio::net::UnixStream::from_raw_fd(bell.into_raw_fd()) };
-    let mut rung = [0u8; 64];
     let sheddable = |e: &Envelope<C::Msg>| match e {
         Envelope::Core(m) => C::sheddable(m),
         Envelope::Adopt { .. } => false,
     };
-    let (mesh, inbound) = Mesh::connect(links, backlog_messages, sheddable).await;
+    let (mesh, inbound) = Mesh::new(links, backlog_messages, sheddable);
     let mesh = Rc::new(mesh);
-    // Room for every connection the broker may hold (all may end up on this shard) and
-    // this shard's listeners.
-    let slots = shared
-        .max_connections
-        .saturating_add(u32::try_from(addrs.len()).unwrap_or(u32::MAX));
-    let readiness = match Readiness::new(slots) {
-        Ok(r) => Rc::new(r),
-        Err(e) => {
-            let why = format!("shard {}: cannot create its epoll instance: {e}", id.0);
-            let _ = ready.send(Err(StartError::Executor(why)));
-            return;
-        }
-    };
-    glommio::spawn_local(readiness.clone().run()).detach();
+    let inbound = Rc::new(inbound);
     let shard = Rc::new(Shard::new(
         id,
         core,
@@ -343,19 +348,27 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
         shared.clone(),
         readiness,
     ));
-    glommio::spawn_local(mesh.clone().run_flusher()).detach();
-    for (from, rx) in inbound {
+    exec::spawn(mesh.clone().run_flusher());
+    {
+        let (inbound_check, mesh_check) = (inbound.clone(), mesh.clone());
+        exec::set_wake_check(Box::new(move || {
+            // Both, always: each may have a task to wake.
+            let received = inbound_check.wake_if_pending();
+            let room = mesh_check.wake_if_room();
+            received || room
+        }));
         let shard = shard.clone();
-        glommio::spawn_local(async move {
-            while let Some(batch) = rx.recv().await {
-                let count = batch.len();
-                for envelope in batch {
-                    shard.mesh_received(from, envelope);
-                }
-                shard.mesh.taken(from, count);
-            }
-        })
-        .detach();
+        exec::spawn(async move {
+            inbound
+                .run(|from, batch| {
+                    let count = batch.len();
+                    for envelope in batch {
+                        shard.mesh_received(from, envelope);
+                    }
+                    shard.mesh.taken(from, count);
+                })
+                .await
+        });
     }
     let mut listeners = Vec::with_capacity(addrs.len());
     for addr in &addrs {
@@ -378,49 +391,18 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>) {
             let _ = ready.send(Err(StartError::Listen { addr, error }));
             return;
         }
-        glommio::spawn_local(listener::accept_loop(shard.clone(), l)).detach();
+        exec::spawn(listener::accept_loop(shard.clone(), l));
     }
     let _ = ready.send(Ok(()));
     drop(ready);
 
     while !shared.stop.load(Ordering::Relaxed) {
-        // Several ticks may be waiting (a busy shard): one read takes them all, one tick runs.
-        match bell.read(&mut rung).await {
-            Ok(n) if n > 0 => {}
-            // The ticker is gone (it leaves only after a stop): tick on our own timer.
-            _ => glommio::timer::sleep(TICK).await,
-        }
+        exec::sleep(TICK).await;
         let now = shard.update_clock();
         shard.core.borrow_mut().tick(now);
         shard.pump();
     }
     stop_shard(&shard, shard_count).await;
-}
-
-/// A socket pair for one shard's tick: the ticker's end (non-blocking: a shard that has not
-/// read its last ticks just misses this one) and the shard's end.
-fn tick_pair() -> std::io::Result<(StdUnixStream, StdUnixStream)> {
-    let (ringer, bell) = StdUnixStream::pair()?;
-    ringer.set_nonblocking(true)?;
-    bell.set_nonblocking(true)?;
-    Ok((ringer, bell))
-}
-
-/// Rings every shard's bell once per tick until the stop flag is set, then once more so
-/// that every shard sees the stop at once, and ends.
-fn run_ticker(stop: &AtomicBool, ringers: &[StdUnixStream]) {
-    loop {
-        std::thread::sleep(TICK);
-        let stopping = stop.load(Ordering::Relaxed);
-        for mut ringer in ringers {
-            // Full (WouldBlock): the shard has unread ticks, so this one adds nothing.
-            // Closed: the shard has stopped.
-            let _ = ringer.write(&[1]);
-        }
-        if stopping {
-            return;
-        }
-    }
 }
 
 /// Stops one shard in two phases. First: no more accepts, and the core publishes wills
@@ -439,9 +421,9 @@ async fn stop_shard<C: Core>(shard: &Rc<Shard<C>>, shard_count: u16) {
     while shard.shared.shards_drained.load(Ordering::Acquire) < shard_count
         && Instant::now() < deadline
     {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        exec::sleep(Duration::from_millis(5)).await;
     }
-    glommio::timer::sleep(DELIVER_GRACE).await;
+    exec::sleep(DELIVER_GRACE).await;
 
     let now = shard.update_clock();
     shard.core.borrow_mut().shutdown(now);
@@ -452,12 +434,13 @@ async fn stop_shard<C: Core>(shard: &Rc<Shard<C>>, shard_count: u16) {
     wait_closed(shard).await;
     let mesh = shard.mesh.stats();
     let r = &shard.readiness;
+    let executor = exec::stats();
     tracing::debug!(
         shard = shard.id.0,
         ?mesh,
+        ?executor,
         readiness_full = r.full_count.get(),
         readiness_stale = r.stale_count.get(),
-        readiness_arms = r.arm_count.get(),
         "shard stopped"
     );
 }
@@ -466,7 +449,7 @@ async fn stop_shard<C: Core>(shard: &Rc<Shard<C>>, shard_count: u16) {
 async fn wait_closed<C: Core>(shard: &Shard<C>) {
     let deadline = Instant::now() + CLOSE_TIMEOUT;
     while shard.open_count() > 0 && Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        exec::sleep(Duration::from_millis(5)).await;
     }
 }
 
