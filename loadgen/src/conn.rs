@@ -10,9 +10,9 @@
 //! wake left. Real clients (mosquitto_pub, paho) wait with epoll or poll too.
 
 use culex::shard::{Readiness, TcpTransport, Transport};
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 use std::io;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -76,8 +76,39 @@ impl AsyncWrite for Conn {
 pub fn start_readiness(clients: usize) -> io::Result<Rc<Readiness>> {
     let limit = u32::try_from(clients.max(1)).unwrap_or(u32::MAX);
     let readiness = Rc::new(Readiness::new(limit)?);
-    glommio::spawn_local(readiness.clone().run()).detach();
+    glommio::spawn_local(poll_through_glommio(readiness.clone())).detach();
     Ok(readiness)
+}
+
+/// The poller of a glommio core: forever, take the pending events, then wait through
+/// glommio until the epoll fd is readable again.
+///
+/// glommio 0.9 has no public call that polls an arbitrary descriptor, but its streams arm a
+/// poll on theirs when made, and a read waits for that poll. So a fresh `dup` of the epoll
+/// fd goes into a glommio `UnixStream`, which is read: once the poll fired the read fails
+/// (ENOTSOCK: it is no socket), which means "ready". A stream cannot be re-armed after
+/// that, hence a new `dup` per wait: `fcntl`, a failing `recvfrom` and a `close` per sleep
+/// of the core, which only a core that sleeps pays. (The broker's shards run their own
+/// executor, whose sleep is the `epoll_wait` itself.)
+async fn poll_through_glommio(readiness: Rc<Readiness>) {
+    let mut byte = [0u8; 1];
+    loop {
+        readiness.harvest();
+        // SAFETY: F_DUPFD_CLOEXEC on the epoll fd `readiness` owns; it touches no memory.
+        let dup = unsafe { libc::fcntl(readiness.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            let e = io::Error::last_os_error();
+            eprintln!("culex-loadgen: cannot duplicate the epoll fd ({e}); polling it by timer");
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            continue;
+        }
+        // SAFETY: `dup` is a fresh descriptor nothing else owns; the stream takes sole
+        // ownership and closes it when dropped, which removes nothing from the epoll
+        // instance (`dup` names the epoll file itself, not a registered socket).
+        let mut waiter = unsafe { glommio::net::UnixStream::from_raw_fd(dup) };
+        // Err(ENOTSOCK) once the poll fired; Ok never comes (it is no socket).
+        let _ = waiter.read(&mut byte).await;
+    }
 }
 
 #[cfg(test)]

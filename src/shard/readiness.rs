@@ -84,6 +84,15 @@ pub struct Readiness {
     pub stale_count: Cell<u64>,
 }
 
+/// The epoll instance itself, for an event loop outside the shard's executor to wait on
+/// (the load generator's glommio cores do: it becomes readable when events are pending,
+/// then [`Readiness::harvest`] takes them).
+impl AsRawFd for Readiness {
+    fn as_raw_fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+}
+
 impl std::fmt::Debug for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Readiness")
