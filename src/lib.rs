@@ -1,7 +1,7 @@
 //! Culex: a thread-per-core MQTT broker.
 //!
 //! The layering rule: each layer may use only those above it in this list, and only `shard`
-//! and `mesh` touch glommio or sockets. If it can be tested without a socket, it lives below
+//! and `mesh` make syscalls or touch sockets. If it can be tested without a socket, it lives below
 //! `shard`.
 //!
 //! | module     | owns                                                             | pure |
@@ -13,7 +13,7 @@
 //! | `session`  | the per-client state machine: events in, actions out             | yes  |
 //! | `broker`   | one shard's logic: sessions + router + mesh protocol, pure           | yes  |
 //! | `mesh`     | cross-shard queues, batches, bounded backlog                     | no   |
-//! | `shard`    | glommio executors, listeners, connections, timers                | no   |
+//! | `shard`    | per-shard executors over epoll, listeners, connections, timers   | no   |
 
 pub mod broker;
 pub mod config;

@@ -125,21 +125,25 @@ fn idle_clients_cost_a_few_kilobytes() {
     drop((first, more));
 }
 
-/// Too little locked memory for io_uring's buffers: exit 1 with a message naming the limit
-/// and how to raise it, before listening anywhere.
+/// The shards wait in epoll, not io_uring, so no locked memory is needed: a broker started
+/// under a 64 KiB RLIMIT_MEMLOCK (below what glommio's executors required, where it used to
+/// refuse to start) serves a client. Containers and systemd units with the default limit
+/// need no `ulimit -l`.
 #[test]
-fn low_memlock_fails_at_start_with_a_fix() {
+fn low_memlock_does_not_stop_the_broker() {
     use std::os::unix::process::CommandExt;
-    let port = common::free_port().to_string();
+    let port = common::free_port();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_culex"));
-    cmd.args(["-p", &port, "--shards", "2"]);
+    cmd.args(["-p", &port.to_string(), "--shards", "2"]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
     // which is async-signal-safe, on a stack value it owns.
     unsafe {
         cmd.pre_exec(|| {
             let limit = libc::rlimit {
-                rlim_cur: 256 * 1024,
-                rlim_max: 256 * 1024,
+                rlim_cur: 64 * 1024,
+                rlim_max: 64 * 1024,
             };
             if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -147,13 +151,23 @@ fn low_memlock_fails_at_start_with_a_fix() {
             Ok(())
         });
     }
-    let out = cmd.output().expect("culex runs");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("RLIMIT_MEMLOCK") && stderr.contains("ulimit -l"),
-        "{stderr}"
-    );
+    let mut child = cmd.spawn().expect("culex runs");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let connack = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("culex exited under a low memlock limit: {status}");
+        }
+        if std::net::TcpStream::connect(addr).is_ok() {
+            break RawClient::connect(addr, V311, "memlock").1;
+        }
+        assert!(std::time::Instant::now() < deadline, "culex never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Only the process this test started, by PID.
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(connack.reason_code, ReasonCode::Success);
 }
 
 /// A configuration error is printed with its file and line, and the exit status is 1.

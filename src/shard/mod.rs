@@ -5,7 +5,7 @@
 //!
 //! | file            | owns                                                         |
 //! |-----------------|--------------------------------------------------------------|
-//! | `start.rs`      | io_uring/memlock probes, threads, placement, tick, stop      |
+//! | `start.rs`      | threads, placement, start gate, tick, stop                   |
 //! | `exec.rs`       | the executor: run queue, timers, epoll wait, parking         |
 //! | `listener.rs`   | listening sockets, the accept loop, `max_connections`        |
 //! | `connection.rs` | one connection's read/write/close/hand-off task              |
@@ -32,5 +32,5 @@ pub use self::core::{Core, CoreOutput};
 // The load generator waits for its client sockets the same way (culex-loadgen's conn.rs).
 pub use self::readiness::Readiness;
 pub use self::runtime::{Envelope, SCRATCH_BYTES};
-pub use self::start::{start, Running, RuntimeConfig, StartError, IO_MEMORY_BYTES, TICK};
+pub use self::start::{start, Running, RuntimeConfig, StartError, TICK};
 pub use self::transport::{TcpTransport, Transport};

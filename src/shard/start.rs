@@ -1,5 +1,4 @@
-//! Starting and stopping the shards: checks that io_uring and enough locked memory are
-//! there, starts one pinned thread per shard running its own executor ([`super::exec`])
+//! Starting and stopping the shards: starts one pinned thread per shard running its own executor ([`super::exec`])
 //! over its epoll, connects the mesh, binds the listeners, and runs each shard's tick until
 //! a stop is asked for; then stops in order (wills first, across shards, then flush and
 //! close).
@@ -27,12 +26,6 @@ use super::runtime::{Envelope, Shard, Shared};
 /// (it only sets `epoll_wait`'s timeout). Under glommio it did cost two io_uring_enter per
 /// sleep, so a ticker thread rang each shard over a socket pair instead.
 pub const TICK: Duration = Duration::from_millis(100);
-/// Locked memory a glommio executor registered with io_uring. The shards no longer run on
-/// glommio; the start-up check against it (and the io_uring probe) stay until the lead
-/// decides whether the broker still promises io_uring (see `check_memlock`).
-pub const IO_MEMORY_BYTES: usize = 128 * 1024;
-/// glommio refused to start an executor below this RLIMIT_MEMLOCK.
-const MIN_MEMLOCK_BYTES: u64 = 512 * 1024;
 /// How long start waits for the shards to bind their listeners.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// On stop, how long each shard waits for the others to publish wills before closing.
@@ -64,11 +57,6 @@ pub struct RuntimeConfig {
 /// Why the broker could not start (or a shard failed).
 #[derive(Debug)]
 pub enum StartError {
-    IoUringUnavailable(String),
-    MemlockTooLow {
-        limit_bytes: u64,
-        needed_bytes: u64,
-    },
     NoCpus,
     NoListener,
     Listen {
@@ -81,18 +69,6 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::IoUringUnavailable(why) => write!(f, "io_uring is not available: {why}"),
-            StartError::MemlockTooLow {
-                limit_bytes,
-                needed_bytes,
-            } => write!(
-                f,
-                "locked-memory limit (RLIMIT_MEMLOCK) is {limit_bytes} bytes; Culex needs at \
-                 least {needed_bytes} for its io_uring buffers. Raise it with `ulimit -l \
-                 {}` (or `LimitMEMLOCK=` in a systemd unit, `--ulimit memlock=-1` for \
-                 docker), or run fewer shards with --shards",
-                needed_bytes.div_ceil(1024)
-            ),
             StartError::NoCpus => write!(f, "no CPU to run a shard on (check --cpus)"),
             StartError::NoListener => write!(f, "no address to listen on"),
             StartError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
@@ -150,7 +126,6 @@ where
     C: Core,
     F: Fn(ShardId, u16) -> C + Send + Sync + 'static,
 {
-    probe_io_uring()?;
     let cpus = match &config.cpus {
         Some(cpus) => cpus.clone(),
         None => allowed_cpus(),
@@ -162,7 +137,6 @@ where
         Some(n) => n.max(1),
         None => u16::try_from(cpus.len()).unwrap_or(u16::MAX),
     };
-    check_memlock(shard_count)?;
     // Held until every shard listens, so a port 0 stays ours meanwhile.
     let (addrs, probes) = resolve_listeners(&config.listeners)?;
 
@@ -451,71 +425,6 @@ async fn wait_closed<C: Core>(shard: &Shard<C>) {
     while shard.open_count() > 0 && Instant::now() < deadline {
         exec::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// io_uring_setup(2) with a one-entry ring: the cheapest proof that this process may use
-/// io_uring at all (kernel support, `kernel.io_uring_disabled`, seccomp).
-fn probe_io_uring() -> Result<(), StartError> {
-    // struct io_uring_params is 120 bytes; all zero asks for defaults.
-    let mut params = [0u64; 15];
-    // SAFETY: io_uring_setup reads and writes exactly `struct io_uring_params` (120
-    // bytes) at the pointer, which `params` provides, aligned and zeroed.
-    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
-    if fd >= 0 {
-        // SAFETY: `fd` is the ring descriptor the kernel just gave us and nothing else
-        // holds; closing it releases the probe ring.
-        unsafe { libc::close(fd as libc::c_int) };
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-        .ok()
-        .and_then(|s| s.trim().parse::<u8>().ok())
-        .unwrap_or(0);
-    let why = match err.raw_os_error() {
-        Some(libc::ENOSYS) => format!(
-            "the kernel has no io_uring ({err}). Culex needs Linux 5.10 or newer with \
-             CONFIG_IO_URING; in a container, a seccomp profile may also hide it: run with \
-             `--security-opt seccomp=unconfined` or a profile that allows io_uring_setup, \
-             io_uring_enter and io_uring_register"
-        ),
-        Some(libc::EPERM) if disabled > 0 => format!(
-            "io_uring is disabled by `kernel.io_uring_disabled = {disabled}` ({err}). \
-             Enable it with `sysctl -w kernel.io_uring_disabled=0` (or, for value 1, add \
-             this user to the group in `kernel.io_uring_group`)"
-        ),
-        Some(libc::EPERM) => format!(
-            "io_uring_setup was refused ({err}), most likely by a container's seccomp \
-             profile: run with `--security-opt seccomp=unconfined` or a profile that allows \
-             io_uring_setup, io_uring_enter and io_uring_register"
-        ),
-        _ => format!("io_uring_setup failed: {err}"),
-    };
-    Err(StartError::IoUringUnavailable(why))
-}
-
-/// glommio needs `MIN_MEMLOCK_BYTES` to start and registers `IO_MEMORY_BYTES` per shard.
-fn check_memlock(shard_count: u16) -> Result<(), StartError> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `struct rlimit` at the pointer we pass, which is ours.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
-        return Ok(()); // Cannot tell; glommio will say if it is too low.
-    }
-    let current = limit.rlim_cur;
-    if current == libc::RLIM_INFINITY {
-        return Ok(());
-    }
-    let needed = MIN_MEMLOCK_BYTES.max(IO_MEMORY_BYTES as u64 * u64::from(shard_count));
-    if current < needed {
-        return Err(StartError::MemlockTooLow {
-            limit_bytes: current,
-            needed_bytes: needed,
-        });
-    }
-    Ok(())
 }
 
 /// The CPUs this process may run on (its affinity mask), in order.
