@@ -19,13 +19,8 @@ BROKER_CPU=${BROKER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 DURATION=${DURATION:-5}
 SCENARIOS=${SCENARIOS:-"pairs-qos0 fan-in fan-out pairs-qos1"}
-work=$(mktemp -d)
-broker=
-cleanup() {
-    [[ -n $broker ]] && kill "$broker" 2>/dev/null && wait "$broker" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib-broker.sh
+source "$(dirname "$0")/lib-broker.sh"
 
 # The loadgen arguments of bench-harness/scenarios/ (64-B payloads, 1 s warm-up).
 load_args() {
@@ -50,12 +45,7 @@ start() { # name port
             ;;
     esac >"$work/$1.log" 2>&1 &
     broker=$!
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "$1 did not listen on $2" >&2
-    return 1
+    wait_port "$2"
 }
 
 echo "broker on CPU $BROKER_CPU, loadgen on CPU $LOAD_CPU, ${DURATION} s per run, $(date -u +%FT%TZ)"

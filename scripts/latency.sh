@@ -35,13 +35,8 @@ LOAD_SPIN_US=${LOAD_SPIN_US:-1000}
 SPIN_US=${SPIN_US:-}
 prio=()
 [[ $NICE == 1 ]] && prio=(nice -n -20)
-work=$(mktemp -d)
-broker=
-cleanup() {
-    [[ -n $broker ]] && kill "$broker" 2>/dev/null && wait "$broker" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib-broker.sh
+source "$(dirname "$0")/lib-broker.sh"
 
 cat >"$work/mosquitto.conf" <<CONF
 listener $PORT 127.0.0.1
@@ -51,21 +46,12 @@ max_connections -1
 set_tcp_nodelay true
 CONF
 
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "broker did not listen on $PORT" >&2
-    return 1
-}
-
 run() { # name, command...
     local name=$1
     shift
     "${prio[@]}" taskset -c "$BROKER_CPU" "$@" >"$work/$name.log" 2>&1 &
     broker=$!
-    wait_port
+    wait_port "$PORT"
     "${prio[@]}" taskset -c "$LOAD_CPU" "$LOADGEN" pairs -n "$PAIRS" --total-rate "$RATE" --payload 64 \
         -q 0 --cpus "$LOAD_CPU" -p "$PORT" --spin-us "$LOAD_SPIN_US" -d "$DURATION" --warmup 2 --quiet \
         --broker-pid "$broker" --json "$work/$name.json" >"$work/$name.out" 2>&1 &

@@ -28,23 +28,8 @@ case $SCENARIO in
     fanin) args=(fan-in -P 50 -S 1 -q 0) ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac
-work=$(mktemp -d)
-broker=
-cleanup() {
-    # Only the broker this script started, by PID.
-    [[ -n $broker ]] && kill "$broker" 2>/dev/null && wait "$broker" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "broker did not listen on $1" >&2
-    return 1
-}
+# shellcheck source=scripts/lib-broker.sh
+source "$(dirname "$0")/lib-broker.sh"
 
 one() { # broker name, loadgen label, loadgen binary
     local name=$1 label=$2 lg=$3 port=$((20000 + RANDOM % 20000))
