@@ -26,6 +26,45 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
         .expect("the executor finished in time (no lost wake-up)")
 }
 
+/// A cross-thread queue as the mesh uses one: the executor's wake check wakes the task
+/// waiting in `recv` when a message is there.
+struct Inbox {
+    rx: Rc<crossbeam_channel::Receiver<u32>>,
+    waiting: Rc<Cell<Option<Waker>>>,
+}
+
+impl Inbox {
+    /// Installs the wake check for `rx` on the current executor.
+    fn install(rx: crossbeam_channel::Receiver<u32>) -> Inbox {
+        let inbox = Inbox {
+            rx: Rc::new(rx),
+            waiting: Rc::new(Cell::new(None)),
+        };
+        let (rx, waiting) = (inbox.rx.clone(), inbox.waiting.clone());
+        set_wake_check(Box::new(move || {
+            if rx.is_empty() {
+                return false;
+            }
+            if let Some(w) = waiting.take() {
+                w.wake();
+            }
+            true
+        }));
+        inbox
+    }
+
+    async fn recv(&self) -> u32 {
+        std::future::poll_fn(|cx| match self.rx.try_recv() {
+            Ok(v) => Poll::Ready(v),
+            Err(_) => {
+                self.waiting.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 #[test]
 fn woken_tasks_run_in_order_and_main_returns() {
     let order = within(Duration::from_secs(10), || {
@@ -124,28 +163,8 @@ fn another_thread_wakes_a_parked_executor_through_the_doorbell() {
     };
     let (got, stats) = within(Duration::from_secs(10), move || {
         executor(&bell).run(async move {
-            let rx = Rc::new(rx);
-            let waiting: Rc<Cell<Option<Waker>>> = Rc::new(Cell::new(None));
-            {
-                let (rx, waiting) = (rx.clone(), waiting.clone());
-                set_wake_check(Box::new(move || {
-                    if rx.is_empty() {
-                        return false;
-                    }
-                    if let Some(w) = waiting.take() {
-                        w.wake();
-                    }
-                    true
-                }));
-            }
-            let got = std::future::poll_fn(|cx| match rx.try_recv() {
-                Ok(v) => Poll::Ready(v),
-                Err(_) => {
-                    waiting.set(Some(cx.waker().clone()));
-                    Poll::Pending
-                }
-            })
-            .await;
+            let inbox = Inbox::install(rx);
+            let got = inbox.recv().await;
             (got, stats())
         })
     });
@@ -187,30 +206,10 @@ fn no_wake_up_is_lost_between_parking_and_pushing() {
     };
     let (count, stats) = within(Duration::from_secs(60), move || {
         executor(&bell).run(async move {
-            let rx = Rc::new(rx);
-            let waiting: Rc<Cell<Option<Waker>>> = Rc::new(Cell::new(None));
-            {
-                let (rx, waiting) = (rx.clone(), waiting.clone());
-                set_wake_check(Box::new(move || {
-                    if rx.is_empty() {
-                        return false;
-                    }
-                    if let Some(w) = waiting.take() {
-                        w.wake();
-                    }
-                    true
-                }));
-            }
+            let inbox = Inbox::install(rx);
             let mut next = 0u32;
             while next < MESSAGES {
-                let v = std::future::poll_fn(|cx| match rx.try_recv() {
-                    Ok(v) => Poll::Ready(v),
-                    Err(_) => {
-                        waiting.set(Some(cx.waker().clone()));
-                        Poll::Pending
-                    }
-                })
-                .await;
+                let v = inbox.recv().await;
                 assert_eq!(v, next, "in order");
                 next += 1;
             }
