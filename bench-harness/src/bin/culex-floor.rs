@@ -16,7 +16,12 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
 
+use bytes::BytesMut;
 use clap::Parser;
+use culex::protocol::{
+    check_frame, decode, AckProperties, FrameStatus, Packet, ProtocolVersion, QoS, ReasonCode,
+    SubAck,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "A do-nothing MQTT relay: the floor for the bench's figures (not a broker)")]
@@ -39,7 +44,7 @@ struct Client {
     input: Vec<u8>,
     /// Replies and forwarded publishes not yet sent.
     output: Vec<u8>,
-    v5: bool,
+    version: ProtocolVersion,
     /// Registered for EPOLLOUT (output left over from the last flush).
     waiting_out: bool,
     topics: Vec<Vec<u8>>,
@@ -158,7 +163,7 @@ impl Floor {
                     stream,
                     input: Vec::new(),
                     output: Vec::new(),
-                    v5: false,
+                    version: ProtocolVersion::V3_1_1,
                     waiting_out: false,
                     topics: Vec::new(),
                 };
@@ -181,13 +186,19 @@ impl Floor {
         let mut input = std::mem::take(&mut client.input);
         input.extend_from_slice(&buf[..n]);
         let mut at = 0;
-        while let Some((header, body, len)) = packet(&input[at..]) {
-            let packet = &input[at..at + len];
-            let body = &packet[body..];
-            if !self.handle(token, header, body, packet) {
+        // Culex's own framing; a malformed header leaves the client waiting (the floor
+        // does not judge its input).
+        while let Ok(FrameStatus::Complete {
+            first_byte,
+            header_len_bytes,
+            total_len_bytes,
+        }) = check_frame(&input[at..], u32::MAX)
+        {
+            let packet = &input[at..at + total_len_bytes];
+            if !self.handle(token, first_byte, &packet[header_len_bytes..], packet) {
                 return self.close(token);
             }
-            at += len;
+            at += total_len_bytes;
         }
         input.drain(..at);
         if let Some(client) = self.clients.get_mut(&token) {
@@ -199,16 +210,24 @@ impl Floor {
     fn handle(&mut self, token: u64, header: u8, body: &[u8], packet: &[u8]) -> bool {
         match header >> 4 {
             1 => {
-                // CONNECT: protocol name (2 + 4 bytes), then the level.
-                let v5 = body.get(6) == Some(&5);
-                let connack: &[u8] = if v5 {
+                // CONNECT: the protocol name ("MQTT", or "MQIsdp" for 3.1), then the level.
+                let level = match body.get(1) {
+                    Some(6) => body.get(8),
+                    _ => body.get(6),
+                };
+                let version = match level {
+                    Some(5) => ProtocolVersion::V5,
+                    Some(3) => ProtocolVersion::V3_1,
+                    _ => ProtocolVersion::V3_1_1,
+                };
+                let connack: &[u8] = if version == ProtocolVersion::V5 {
                     &[0x20, 3, 0, 0, 0]
                 } else {
                     &[0x20, 2, 0, 0]
                 };
-                self.reply(token, connack, |c| c.v5 = v5)
+                self.reply(token, connack, |c| c.version = version)
             }
-            8 => self.subscribe(token, body),
+            8 => self.subscribe(token, packet),
             3 => self.publish(token, header, body, packet),
             4 => true, // PUBACK from a subscriber: nothing is in flight here.
             12 => self.reply(token, &[0xd0, 0], |_| ()),
@@ -216,48 +235,37 @@ impl Floor {
         }
     }
 
-    fn subscribe(&mut self, token: u64, body: &[u8]) -> bool {
+    /// SUBSCRIBE through Culex's codec (not the hot path): exact topics, QoS 1 at most.
+    fn subscribe(&mut self, token: u64, packet: &[u8]) -> bool {
         let Some(client) = self.clients.get_mut(&token) else {
             return false;
         };
-        let (Some(&hi), Some(&lo)) = (body.first(), body.get(1)) else {
+        let version = client.version;
+        let Ok(Some(Packet::Subscribe(subscribe))) =
+            decode(&mut BytesMut::from(packet), Some(version), u32::MAX)
+        else {
             return false;
         };
-        let mut at = 2;
-        if client.v5 {
-            let Some((props, used)) = varint(&body[at..]) else {
-                return false;
-            };
-            at += used + props;
+        let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
+        for (filter, options) in &subscribe.filters {
+            let topic = filter.as_str().as_bytes().to_vec();
+            client.topics.push(topic.clone());
+            self.subscribers.entry(topic).or_default().push(token);
+            reason_codes.push(match options.qos {
+                QoS::AtMostOnce => ReasonCode::Success,
+                _ => ReasonCode::GrantedQoS1,
+            });
         }
-        let mut codes = Vec::new();
-        while at + 2 <= body.len() {
-            let len = usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
-            let Some(topic) = body.get(at + 2..at + 2 + len) else {
-                return false;
-            };
-            let Some(&options) = body.get(at + 2 + len) else {
-                return false;
-            };
-            codes.push(options & 3);
-            client.topics.push(topic.to_vec());
-            self.subscribers
-                .entry(topic.to_vec())
-                .or_default()
-                .push(token);
-            at += 3 + len;
-        }
-        let v5 = client.v5;
-        let mut suback = vec![0x90, 0, hi, lo];
-        if v5 {
-            suback.push(0);
-        }
-        suback.extend_from_slice(&codes);
-        let Ok(len) = u8::try_from(suback.len() - 2) else {
+        let suback = Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            properties: AckProperties::default(),
+            reason_codes,
+        });
+        let mut out = BytesMut::new();
+        if suback.encode(version, &mut out).is_err() {
             return false;
-        };
-        suback[1] = len;
-        self.reply(token, &suback, |_| ())
+        }
+        self.reply(token, &out, |_| ())
     }
 
     fn publish(&mut self, token: u64, header: u8, body: &[u8], packet: &[u8]) -> bool {
@@ -269,16 +277,19 @@ impl Floor {
         let Some(topic) = body.get(2..2 + len) else {
             return false;
         };
-        let from_v5 = self.clients.get(&token).is_some_and(|c| c.v5);
+        let Some(from) = self.clients.get(&token).map(|c| c.version) else {
+            return false;
+        };
         if let Some(subscribers) = self.subscribers.get(topic) {
             for &to in subscribers {
                 if let Some(sub) = self.clients.get_mut(&to) {
                     if sub.output.is_empty() {
                         self.dirty.push(to);
                     }
-                    if sub.v5 == from_v5 {
+                    let v5 = |v| v == ProtocolVersion::V5;
+                    if v5(sub.version) == v5(from) {
                         sub.output.extend_from_slice(packet);
-                    } else if !convert(packet, header, 2 + len + if qos > 0 { 2 } else { 0 }, sub) {
+                    } else if !convert(packet, from, sub.version, &mut sub.output) {
                         return false;
                     }
                 }
@@ -359,64 +370,19 @@ impl Floor {
     }
 }
 
-/// Appends `packet` (a PUBLISH whose properties, in 5.0, start `props_at` bytes into its
-/// body) to `sub`'s output in `sub`'s protocol version: 5.0 has a properties field that
-/// 3.1.1 lacks. False if the packet is malformed.
-fn convert(packet: &[u8], header: u8, props_at: usize, sub: &mut Client) -> bool {
-    let Some((body_len, used)) = varint(&packet[1..]) else {
+/// Appends `packet`, a PUBLISH in version `from`, to `out` in version `to` (5.0 has a
+/// properties field that 3.x lacks), through Culex's codec: only clients of different
+/// versions on one topic take this path. False if the packet is malformed.
+fn convert(packet: &[u8], from: ProtocolVersion, to: ProtocolVersion, out: &mut Vec<u8>) -> bool {
+    let Ok(Some(publish @ Packet::Publish(_))) =
+        decode(&mut BytesMut::from(packet), Some(from), u32::MAX)
+    else {
         return false;
     };
-    let body = &packet[1 + used..];
-    let (Some(head), mut rest) = (body.get(..props_at), body.get(props_at..).unwrap_or(&[])) else {
+    let mut buf = BytesMut::new();
+    if publish.encode(to, &mut buf).is_err() {
         return false;
-    };
-    let new_len = if sub.v5 {
-        body_len + 1
-    } else {
-        // From 5.0: drop the properties (their length, then themselves).
-        let Some((props, n)) = varint(rest) else {
-            return false;
-        };
-        let Some(after) = rest.get(n + props..) else {
-            return false;
-        };
-        rest = after;
-        head.len() + rest.len()
-    };
-    sub.output.push(header);
-    let mut len = new_len;
-    loop {
-        let byte = (len % 128) as u8;
-        len /= 128;
-        sub.output.push(if len > 0 { byte | 0x80 } else { byte });
-        if len == 0 {
-            break;
-        }
     }
-    sub.output.extend_from_slice(head);
-    if sub.v5 {
-        sub.output.push(0); // no properties
-    }
-    sub.output.extend_from_slice(rest);
+    out.extend_from_slice(&buf);
     true
-}
-
-/// A whole packet at the start of `buf`: its first byte, where its body starts, its length.
-fn packet(buf: &[u8]) -> Option<(u8, usize, usize)> {
-    let header = *buf.first()?;
-    let (len, used) = varint(&buf[1..])?;
-    let total = 1 + used + len;
-    (buf.len() >= total).then_some((header, 1 + used, total))
-}
-
-/// An MQTT variable byte integer: its value and the bytes it took.
-fn varint(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut value = 0usize;
-    for (i, &b) in buf.iter().take(4).enumerate() {
-        value |= usize::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
 }
