@@ -240,13 +240,17 @@ impl<T: Send + 'static> Inbound<T> {
     /// The executor's wake check: wakes the receiving task if a batch is waiting, and
     /// says whether one is.
     pub fn wake_if_pending(&self) -> bool {
-        if !self.pending() {
+        // No waker: the receiving task is queued or running and looks at the queues itself,
+        // so a busy shard does not scan every peer's queue twice per turn.
+        let Some(waker) = self.waker.take() else {
             return false;
+        };
+        if self.pending() {
+            waker.wake();
+            return true;
         }
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
-        true
+        self.waker.set(Some(waker));
+        false
     }
 
     /// Takes up to a budget of batches from every peer, in each peer's order, and hands
@@ -397,7 +401,9 @@ impl<T: Send + 'static> Mesh<T> {
         };
         slot.push(msg);
         if !self.flush_pending.replace(true) {
-            if let Some(w) = self.flusher.take() {
+            // A flusher waiting for room for one peer flushes this turn's batches for the
+            // others at once, instead of when the slow peer has taken something.
+            if let Some(w) = self.flusher.take().or_else(|| self.room_waker.take()) {
                 w.wake();
             }
         }
@@ -535,6 +541,19 @@ impl<T: Send + 'static> Mesh<T> {
         remaining
     }
 
+    /// The executor's wake check of a shard with this mesh and `inbound`: wakes the task
+    /// that has work from another thread (batches to take, room for ours), and says whether
+    /// there was any.
+    pub fn wake_check(self: &Rc<Self>, inbound: &Rc<Inbound<T>>) -> exec::WakeCheck {
+        let (mesh, inbound) = (self.clone(), inbound.clone());
+        Box::new(move || {
+            // Both, always: each may have a task to wake.
+            let received = inbound.wake_if_pending();
+            let room = mesh.wake_if_room();
+            received || room
+        })
+    }
+
     /// The executor's wake check for the sending side: wakes the flusher waiting for room
     /// once peers have taken some of our messages, and says whether it did.
     pub fn wake_if_room(&self) -> bool {
@@ -557,7 +576,9 @@ impl<T: Send + 'static> Mesh<T> {
         self.doorbell.waiting_room.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         let taken = std::future::poll_fn(|cx| {
-            if self.unreceived_messages() < self.unreceived_at_flush.get() {
+            if self.flush_pending.get()
+                || self.unreceived_messages() < self.unreceived_at_flush.get()
+            {
                 Poll::Ready(())
             } else {
                 self.room_waker.set(Some(cx.waker().clone()));
@@ -668,11 +689,7 @@ mod tests {
             executor.run(async move {
                 let (mesh, inbound) = Mesh::new(links, backlog, sheddable);
                 let (mesh, inbound) = (Rc::new(mesh), Rc::new(inbound));
-                let (check, room) = (inbound.clone(), mesh.clone());
-                exec::set_wake_check(Box::new(move || {
-                    let received = check.wake_if_pending();
-                    room.wake_if_room() || received
-                }));
+                exec::set_wake_check(mesh.wake_check(&inbound));
                 f(mesh, inbound).await
             })
         })

@@ -324,13 +324,7 @@ async fn run_shard<C: Core>(core: C, plan: ShardPlan<C::Msg>, readiness: Rc<Read
     ));
     exec::spawn(mesh.clone().run_flusher());
     {
-        let (inbound_check, mesh_check) = (inbound.clone(), mesh.clone());
-        exec::set_wake_check(Box::new(move || {
-            // Both, always: each may have a task to wake.
-            let received = inbound_check.wake_if_pending();
-            let room = mesh_check.wake_if_room();
-            received || room
-        }));
+        exec::set_wake_check(mesh.wake_check(&inbound));
         let shard = shard.clone();
         exec::spawn(async move {
             inbound
